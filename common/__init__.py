@@ -1,0 +1,1 @@
+"""Shared core of ConvMAE and VideoConvMAE: layers, masking, the masked autoencoder, engines."""

@@ -1,0 +1,1 @@
+"""ConvMAE for images: model presets and factories, ImageNet data."""

@@ -1,0 +1,26 @@
+"""Installs the three top-level packages of VideoConvMAE: common, imageconvmae, videoconvmae."""
+from setuptools import find_packages, setup
+
+setup(
+    name="videoconvmae",
+    version="0.1.0",
+    description="ConvMAE and VideoConvMAE: masked convolution meets masked autoencoders, "
+    "for images and videos, on PyTorch and PyTorchVideo.",
+    python_requires=">=3.9",
+    packages=find_packages(include=["common*", "imageconvmae*", "videoconvmae*"]),
+    install_requires=[
+        "torch>=2.1,<=2.14.1",
+        "torchvision>=0.16",
+        "pytorchvideo>=0.1.5",
+        "decord>=0.6.0",
+        "av>=10.0",
+        "timm>=0.9.12",
+        "fvcore>=0.1.5",
+        "einops>=0.6",
+        "submitit>=1.4",
+        "numpy",
+        "tqdm",
+        "pillow",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)
