@@ -1,0 +1,24 @@
+"""Building blocks shared by the image and video models (dimensionality is a parameter)."""
+from common.layers.blocks import (
+    ConvBlock,
+    ConvMlp,
+    PatchEmbed,
+    blockwise_conv,
+    conv_nd,
+    grid_after,
+    strided_conv,
+    to_blocks,
+    transformer_block,
+)
+
+__all__ = [
+    "ConvBlock",
+    "ConvMlp",
+    "PatchEmbed",
+    "blockwise_conv",
+    "conv_nd",
+    "grid_after",
+    "strided_conv",
+    "to_blocks",
+    "transformer_block",
+]

@@ -1,0 +1,142 @@
+"""Mask generators and the block-wise (hierarchical) masks of ConvMAE.
+
+A mask is (N, L) over a token grid in raster order, 1 = masked, 0 = visible. Generators are
+small callables ``generator(batch_size, grid, *, device, rng) -> (N, L)`` so a model or a
+dataset can take any of them.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+
+def _check_ratio(ratio: float) -> None:
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
+
+
+def _masks_from_noise(noise: torch.Tensor, num_masked: int) -> torch.Tensor:
+    """Per row, mask the ``num_masked`` positions of largest noise. (N, L) -> (N, L) float."""
+    order = noise.argsort(dim=1)
+    mask = torch.zeros_like(noise)
+    mask.scatter_(1, order[:, noise.shape[1] - num_masked :], 1.0)
+    return mask
+
+
+def random_mask(
+    batch_size: int,
+    num_tokens: int,
+    ratio: float,
+    *,
+    device: Optional[torch.device] = None,
+    rng: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """MAE random masking: per sample keep ``int(L * (1 - ratio))`` uniformly random tokens."""
+    _check_ratio(ratio)
+    noise = torch.rand(batch_size, num_tokens, device=device, generator=rng)
+    num_keep = int(num_tokens * (1 - ratio))
+    return _masks_from_noise(noise, num_tokens - num_keep)
+
+
+def tube_mask(
+    batch_size: int,
+    grid: Sequence[int],
+    ratio: float,
+    *,
+    device: Optional[torch.device] = None,
+    rng: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """VideoMAE tube masking on a (t, h, w) grid: one spatial mask of ``int(ratio * h * w)``
+    masked positions per sample, repeated at every temporal position. Returns (N, t*h*w)."""
+    _check_ratio(ratio)
+    t, h, w = grid
+    noise = torch.rand(batch_size, h * w, device=device, generator=rng)
+    spatial = _masks_from_noise(noise, int(ratio * h * w))
+    return spatial[:, None, :].expand(batch_size, t, h * w).reshape(batch_size, t * h * w)
+
+
+class RandomMasking:
+    """Random (MAE) masking over the whole token grid, any dimensionality."""
+
+    def __init__(self, ratio: float = 0.75):
+        _check_ratio(ratio)
+        self.ratio = ratio
+
+    def __call__(self, batch_size: int, grid: Sequence[int], *, ratio: Optional[float] = None,
+                 device: Optional[torch.device] = None,
+                 rng: Optional[torch.Generator] = None) -> torch.Tensor:
+        ratio = self.ratio if ratio is None else ratio
+        return random_mask(batch_size, math.prod(grid), ratio, device=device, rng=rng)
+
+
+class TubeMasking:
+    """Tube masking on a (t, h, w) grid: the same spatial mask at every temporal position."""
+
+    def __init__(self, ratio: float = 0.9):
+        _check_ratio(ratio)
+        self.ratio = ratio
+
+    def __call__(self, batch_size: int, grid: Sequence[int], *, ratio: Optional[float] = None,
+                 device: Optional[torch.device] = None,
+                 rng: Optional[torch.Generator] = None) -> torch.Tensor:
+        if len(grid) != 3:
+            raise ValueError(f"tube masking needs a (t, h, w) grid, got {tuple(grid)}")
+        ratio = self.ratio if ratio is None else ratio
+        return tube_mask(batch_size, grid, ratio, device=device, rng=rng)
+
+
+def upsample_mask(mask: torch.Tensor, grid: Sequence[int], factor: Sequence[int]) -> torch.Tensor:
+    """Nearest (block-wise) upsampling of an (N, prod(grid)) mask by ``factor`` per grid dim.
+
+    Returns (N, *(grid * factor)): each token becomes a block of ``factor`` equal values.
+    """
+    n = mask.shape[0]
+    out = mask.reshape(n, *grid)
+    for dim, f in enumerate(factor):
+        if f != 1:
+            out = out.repeat_interleave(int(f), dim=dim + 1)
+    return out
+
+
+def block_wise_masks(
+    mask: torch.Tensor, grid: Sequence[int], upsampling: Sequence[Sequence[int]]
+) -> List[torch.Tensor]:
+    """The masks of the earlier stages for a stage-3 mask (N, prod(grid)).
+
+    ``upsampling[k]`` is the factor from the stage-3 grid to stage k's grid; returns one
+    (N, *grid_k) mask per entry, so a stage-k position is masked iff its stage-3 token is.
+    """
+    return [upsample_mask(mask, grid, f) for f in upsampling]
+
+
+def visible_indices(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the visible tokens and the permutation that restores the full order.
+
+    ``mask``: (N, L), every row with the same number of visible tokens. Returns
+    ``ids_keep`` (N, L_visible), visible tokens in raster order, and ``ids_restore`` (N, L)
+    such that ``cat([visible, masked])`` gathered with it is back in raster order.
+    """
+    num_visible = (mask == 0).sum(dim=1)
+    if mask.numel() and not bool((num_visible == num_visible[0]).all()):
+        raise ValueError(
+            "every sample of a batch must have the same number of visible tokens, got "
+            f"{num_visible.tolist()}"
+        )
+    ids_shuffle = torch.argsort(mask, dim=1, stable=True)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    keep = int(num_visible[0]) if mask.numel() else 0
+    return ids_shuffle[:, :keep], ids_restore
+
+
+def check_mask(mask: torch.Tensor, batch_size: int, num_tokens: int) -> torch.Tensor:
+    """Validate a user-given mask (N, L) of 0/1 values and return it as float."""
+    if tuple(mask.shape) != (batch_size, num_tokens):
+        raise ValueError(
+            f"mask must have shape (N, L) = ({batch_size}, {num_tokens}), got {tuple(mask.shape)}"
+        )
+    mask = mask.float()
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError("mask values must be 0 (visible) or 1 (masked)")
+    return mask

@@ -1,0 +1,105 @@
+"""ConvMAE image models (table 7 sizes) under the official factory names.
+
+Keyword overrides use the official argument names: ``img_size`` (int or (H, W), any multiple
+of 16), ``patch_size`` (the three stage strides, default (4, 2, 2)), ``in_chans``,
+``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``, ``decoder_embed_dim``,
+``decoder_depth``, ``decoder_num_heads``, ``norm_pix_loss``, ``num_classes``,
+``global_pool``, ``drop_path_rate``; plus the ablation switches ``dw_kernel_size``,
+``masked_conv``, ``multi_scale_decoder`` and ``masking`` ("block" | "input_token").
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple, Union
+
+from common.models import CONVVIT_SIZES, ConvViT, MaskedAutoencoderConvViT, register_model
+from common.models.timm_compat import register_with_timm
+
+PRETRAIN_DEFAULTS = dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mask_ratio=0.75)
+CLASSIFIER_DEFAULTS = dict(num_classes=1000)
+
+
+def image_geometry(
+    img_size: Union[int, Sequence[int]] = 224, patch_size: Sequence[int] = (4, 2, 2)
+) -> dict:
+    """Official (img_size, patch_size) -> the backbone's (input_size, stage_strides)."""
+    size: Tuple[int, int] = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    return {"input_size": size, "stage_strides": tuple((p, p) for p in patch_size)}
+
+
+def _build(cls, size: str, defaults: dict, overrides: dict):
+    kwargs = {**CONVVIT_SIZES[size].as_kwargs(), **defaults, **overrides}
+    geometry = image_geometry(kwargs.pop("img_size", 224), kwargs.pop("patch_size", (4, 2, 2)))
+    return cls(**geometry, **kwargs)
+
+
+def _pretrain(size: str, **overrides) -> MaskedAutoencoderConvViT:
+    return _build(MaskedAutoencoderConvViT, size, PRETRAIN_DEFAULTS, overrides)
+
+
+def _classifier(size: str, **overrides) -> ConvViT:
+    return _build(ConvViT, size, CLASSIFIER_DEFAULTS, overrides)
+
+
+@register_model
+def convmae_convvit_small_patch16(**kwargs) -> MaskedAutoencoderConvViT:
+    """ConvMAE-S pretraining model."""
+    return _pretrain("small", **kwargs)
+
+
+@register_model
+def convmae_convvit_base_patch16(**kwargs) -> MaskedAutoencoderConvViT:
+    """ConvMAE-B pretraining model."""
+    return _pretrain("base", **kwargs)
+
+
+@register_model
+def convmae_convvit_base_star_patch16(**kwargs) -> MaskedAutoencoderConvViT:
+    """ConvMAE-B* pretraining model (MLP ratio 8 in stages 1-2)."""
+    return _pretrain("base_star", **kwargs)
+
+
+@register_model
+def convmae_convvit_large_patch16(**kwargs) -> MaskedAutoencoderConvViT:
+    """ConvMAE-L pretraining model."""
+    return _pretrain("large", **kwargs)
+
+
+@register_model
+def convmae_convvit_huge_patch16(**kwargs) -> MaskedAutoencoderConvViT:
+    """ConvMAE-H pretraining model."""
+    return _pretrain("huge", **kwargs)
+
+
+@register_with_timm
+@register_model
+def convvit_small_patch16(**kwargs) -> ConvViT:
+    """ConvMAE-S classifier."""
+    return _classifier("small", **kwargs)
+
+
+@register_with_timm
+@register_model
+def convvit_base_patch16(**kwargs) -> ConvViT:
+    """ConvMAE-B classifier."""
+    return _classifier("base", **kwargs)
+
+
+@register_with_timm
+@register_model
+def convvit_base_star_patch16(**kwargs) -> ConvViT:
+    """ConvMAE-B* classifier."""
+    return _classifier("base_star", **kwargs)
+
+
+@register_with_timm
+@register_model
+def convvit_large_patch16(**kwargs) -> ConvViT:
+    """ConvMAE-L classifier."""
+    return _classifier("large", **kwargs)
+
+
+@register_with_timm
+@register_model
+def convvit_huge_patch16(**kwargs) -> ConvViT:
+    """ConvMAE-H classifier."""
+    return _classifier("huge", **kwargs)

@@ -1,0 +1,92 @@
+"""VideoConvMAE models (table 7 widths/depths, DESIGN §3 video decisions).
+
+Defaults: 16x224x224 clips, cube embedding 2x4x4 then 1x2x2 twice (8x14x14 = 1568 tokens),
+3x5x5 depthwise convs, 90% tube masking, multi-scale decoder, decoder 4 blocks x 384 x 6
+heads, per-tube norm-pix targets. Overrides as for the image models (``img_size``,
+``patch_size`` = spatial stage strides, ...), plus ``num_frames``, ``tubelet_size`` and
+``dw_kernel_size`` (an int k means 3 x k x k).
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple, Union
+
+from common.models import CONVVIT_SIZES, ConvViT, MaskedAutoencoderConvViT, register_model
+from common.models.timm_compat import register_with_timm
+
+PRETRAIN_DEFAULTS = dict(
+    decoder_embed_dim=384, decoder_depth=4, decoder_num_heads=6, mask_ratio=0.9,
+    norm_pix_loss=True, multi_scale_decoder=True,
+)
+CLASSIFIER_DEFAULTS = dict(num_classes=400)
+
+
+def video_geometry(
+    img_size: Union[int, Sequence[int]] = 224,
+    num_frames: int = 16,
+    tubelet_size: int = 2,
+    patch_size: Sequence[int] = (4, 2, 2),
+    dw_kernel_size: Union[int, Sequence[int]] = (3, 5, 5),
+) -> dict:
+    """Official-style video arguments -> the backbone's geometry arguments."""
+    h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+    if num_frames % tubelet_size:
+        raise ValueError(f"num_frames={num_frames} must be divisible by tubelet_size={tubelet_size}")
+    strides: Tuple[Tuple[int, int, int], ...] = tuple(
+        (tubelet_size if stage == 0 else 1, p, p) for stage, p in enumerate(patch_size)
+    )
+    kernel = (3, dw_kernel_size, dw_kernel_size) if isinstance(dw_kernel_size, int) else tuple(dw_kernel_size)
+    return {"input_size": (num_frames, h, w), "stage_strides": strides, "dw_kernel_size": kernel}
+
+
+def _build(cls, size: str, defaults: dict, overrides: dict):
+    kwargs = {**CONVVIT_SIZES[size].as_kwargs(), **defaults, **overrides}
+    geometry_keys = ("img_size", "num_frames", "tubelet_size", "patch_size", "dw_kernel_size")
+    geometry = video_geometry(**{k: kwargs.pop(k) for k in geometry_keys if k in kwargs})
+    return cls(**geometry, **kwargs)
+
+
+def _pretrain(size: str, **overrides) -> MaskedAutoencoderConvViT:
+    return _build(MaskedAutoencoderConvViT, size, PRETRAIN_DEFAULTS, overrides)
+
+
+def _classifier(size: str, **overrides) -> ConvViT:
+    return _build(ConvViT, size, CLASSIFIER_DEFAULTS, overrides)
+
+
+@register_model
+def videoconvmae_small_patch16(**kwargs) -> MaskedAutoencoderConvViT:
+    """VideoConvMAE-S pretraining model."""
+    return _pretrain("small", **kwargs)
+
+
+@register_model
+def videoconvmae_base_patch16(**kwargs) -> MaskedAutoencoderConvViT:
+    """VideoConvMAE-B pretraining model (multi-scale decoder on by default)."""
+    return _pretrain("base", **kwargs)
+
+
+@register_model
+def videoconvmae_large_patch16(**kwargs) -> MaskedAutoencoderConvViT:
+    """VideoConvMAE-L pretraining model."""
+    return _pretrain("large", **kwargs)
+
+
+@register_with_timm
+@register_model
+def video_convvit_small_patch16(**kwargs) -> ConvViT:
+    """VideoConvMAE-S classifier."""
+    return _classifier("small", **kwargs)
+
+
+@register_with_timm
+@register_model
+def video_convvit_base_patch16(**kwargs) -> ConvViT:
+    """VideoConvMAE-B classifier."""
+    return _classifier("base", **kwargs)
+
+
+@register_with_timm
+@register_model
+def video_convvit_large_patch16(**kwargs) -> ConvViT:
+    """VideoConvMAE-L classifier."""
+    return _classifier("large", **kwargs)
