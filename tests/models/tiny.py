@@ -1,0 +1,27 @@
+"""Tiny image and video models for fast CPU tests."""
+from common.models import create_model
+
+TINY = dict(embed_dim=(16, 24, 32), depth=(1, 1, 2), num_heads=2, mlp_ratio=(2, 2, 2))
+TINY_DECODER = dict(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+IMAGE_SIZE = (64, 96)
+VIDEO = dict(num_frames=4, img_size=32)
+
+
+def tiny_image_mae(**kw):
+    kw = {"img_size": IMAGE_SIZE, **TINY, **TINY_DECODER, **kw}
+    return create_model("convmae_convvit_small_patch16", **kw)
+
+
+def tiny_video_mae(**kw):
+    kw = {**VIDEO, **TINY, **TINY_DECODER, **kw}
+    return create_model("videoconvmae_small_patch16", **kw)
+
+
+def tiny_image_classifier(**kw):
+    kw = {"img_size": IMAGE_SIZE, "num_classes": 5, **TINY, **kw}
+    return create_model("convvit_small_patch16", **kw)
+
+
+def tiny_video_classifier(**kw):
+    kw = {**VIDEO, "num_classes": 5, **TINY, **kw}
+    return create_model("video_convvit_small_patch16", **kw)
