@@ -1,0 +1,166 @@
+"""Configuration: fvcore ``CfgNode`` defaults, YAML files with ``_BASE_``, ``KEY VALUE`` overrides.
+
+Every key a recipe or the command line sets must exist in ``get_cfg()``; an unknown key or a
+value of the wrong type raises ``ConfigError`` naming the key (and the closest valid key).
+Keys follow PySlowFast where one exists; ConvMAE specifics live under ``MODEL.`` and ``MAE.``.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from fvcore.common.config import CfgNode
+from yacs.config import CfgNode as YacsCfgNode
+
+from common.data.config import add_data_config
+from common.engine.files import atomic_write_text
+
+RESOLVED_CONFIG_NAME = "config.yaml"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the defaults."""
+
+
+def get_cfg() -> CfgNode:
+    """The default config: every valid key with its type."""
+    cfg = CfgNode()
+    cfg.OUTPUT_DIR = "./output"
+    cfg.RNG_SEED = 0
+    cfg.DETERMINISTIC = False
+
+    cfg.DIST = CfgNode()
+    cfg.DIST.BACKEND = "auto"  # auto: nccl with CUDA, gloo otherwise
+
+    cfg.MODEL = CfgNode()
+    cfg.MODEL.NAME = "videoconvmae_base_patch16"
+    cfg.MODEL.DROP_PATH_RATE = 0.0
+    cfg.MODEL.GLOBAL_POOL = True
+    cfg.MODEL.USE_CHECKPOINT = False
+    cfg.MODEL.MULTI_SCALE_DECODER = True  # video pretraining only
+    # Architecture overrides for small/demo models; empty / 0 keeps the preset's value.
+    cfg.MODEL.EMBED_DIM = []
+    cfg.MODEL.DEPTH = []
+    cfg.MODEL.MLP_RATIO = []
+    cfg.MODEL.NUM_HEADS = 0
+    cfg.MODEL.DECODER_EMBED_DIM = 0
+    cfg.MODEL.DECODER_DEPTH = 0
+    cfg.MODEL.DECODER_NUM_HEADS = 0
+
+    cfg.MAE = CfgNode()
+    cfg.MAE.MASK_RATIO = 0.9
+    cfg.MAE.NORM_PIX_LOSS = True
+
+    cfg.TRAIN = CfgNode()
+    cfg.TRAIN.ENABLE = True
+    cfg.TRAIN.BATCH_SIZE = 64  # global, across all ranks (PySlowFast)
+    cfg.TRAIN.ACCUM_ITER = 1
+    cfg.TRAIN.PRECISION = "auto"  # auto | fp32 | bf16 | fp16
+    cfg.TRAIN.CHECKPOINT_FILE_PATH = ""  # weights to start from
+    cfg.TRAIN.CHECKPOINT_PERIOD = 1  # epochs between checkpoint-EPOCH.pth files
+    cfg.TRAIN.AUTO_RESUME = True
+    cfg.TRAIN.EVAL_PERIOD = 1  # epochs between validations (finetune / linprobe)
+    cfg.TRAIN.REPEATED_AUG = 1  # > 1: repeated-augmentation sampler (copies on different ranks)
+    cfg.TRAIN.MAX_NONFINITE_STEPS = 10  # steps with a non-finite loss/grad skipped before stopping
+
+    cfg.SOLVER = CfgNode()
+    cfg.SOLVER.OPTIMIZING_METHOD = "adamw"  # adamw | lars | sgd
+    cfg.SOLVER.BASE_LR = 1.5e-4  # per 256 samples of global batch
+    cfg.SOLVER.MIN_LR = 0.0
+    cfg.SOLVER.WARMUP_EPOCHS = 40.0
+    cfg.SOLVER.MAX_EPOCH = 800
+    cfg.SOLVER.WEIGHT_DECAY = 0.05
+    cfg.SOLVER.BETAS = [0.9, 0.95]
+    cfg.SOLVER.MOMENTUM = 0.9
+    cfg.SOLVER.LAYER_DECAY = 1.0
+    cfg.SOLVER.CLIP_GRAD = 0.0  # max grad norm; 0 disables clipping
+
+    cfg.TEST = CfgNode()
+    cfg.TEST.ENABLE = True
+    cfg.TEST.BATCH_SIZE = 8  # global, in videos (each with all its views)
+    cfg.TEST.CHECKPOINT_FILE_PATH = ""
+
+    cfg.LOG = CfgNode()
+    cfg.LOG.PERIOD = 10  # iterations between progress lines
+    cfg.LOG.TENSORBOARD = True
+
+    add_data_config(cfg)
+    return cfg
+
+
+def load_config(cfg_file: Optional[str] = None, overrides: Sequence[str] = ()) -> CfgNode:
+    """Defaults, then ``cfg_file`` (with ``_BASE_``), then ``KEY VALUE`` overrides; frozen."""
+    cfg = get_cfg()
+    if cfg_file:
+        loaded = CfgNode.load_yaml_with_base(cfg_file, allow_unsafe=False) or {}
+        merge_checked(cfg, dict(_flatten(loaded)), source=cfg_file)
+    if len(overrides) % 2:
+        raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd list: {list(overrides)}")
+    pairs = {k: YacsCfgNode._decode_cfg_value(v) for k, v in zip(overrides[0::2], overrides[1::2])}
+    merge_checked(cfg, pairs, source="command line")
+    cfg.freeze()
+    return cfg
+
+
+def merge_checked(cfg: CfgNode, values: Dict[str, Any], *, source: str) -> None:
+    """Set dotted ``values`` into ``cfg`` after checking every key and type."""
+    valid = dict(_flatten(cfg))
+    for key, value in values.items():
+        if key not in valid:
+            raise ConfigError(f"unknown config key {key!r} (from {source}){_suggestion(key, valid)}")
+        node, leaf = _parent(cfg, key)
+        node[leaf] = coerce_value(key, value, valid[key])
+
+
+def coerce_value(key: str, value: Any, default: Any) -> Any:
+    """``value`` converted to the type of ``default``; ``ConfigError`` naming ``key`` if impossible."""
+    if default is None:
+        return value
+    if isinstance(default, bool) or isinstance(value, bool):
+        if isinstance(value, bool) and isinstance(default, bool):
+            return value
+    elif isinstance(default, float) and isinstance(value, (int, float)):
+        return float(value)
+    elif isinstance(default, float) and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads ``1e-4`` (no dot) as a string
+        except ValueError:
+            pass
+    elif isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return type(default)(value)
+    elif type(value) is type(default):
+        return value
+    raise ConfigError(
+        f"config key {key} expects {type(default).__name__} (default {default!r}), "
+        f"got {type(value).__name__} {value!r}"
+    )
+
+
+def save_config(cfg: CfgNode, output_dir: str) -> str:
+    """Write the resolved config to ``output_dir/config.yaml`` (temp file + rename)."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
+    atomic_write_text(path, cfg.dump())
+    return path
+
+
+def _flatten(node: Dict[str, Any], prefix: str = "") -> Iterator[Tuple[str, Any]]:
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _parent(cfg: CfgNode, key: str) -> Tuple[CfgNode, str]:
+    *path, leaf = key.split(".")
+    node = cfg
+    for part in path:
+        node = node[part]
+    return node, leaf
+
+
+def _suggestion(key: str, valid: Dict[str, Any]) -> str:
+    close: List[str] = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""

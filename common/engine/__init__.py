@@ -1,0 +1,1 @@
+"""Training and evaluation engine: one loop for images and videos, jobs, launchers."""

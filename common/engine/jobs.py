@@ -1,0 +1,194 @@
+"""The four jobs — pretrain, finetune, linprobe, test — for images and videos alike.
+
+``run_job(job, cfg)`` is what the tools and the submitit launcher call. Training jobs differ
+only in their ``JobSpec`` (dataset mode, model family, loss, evaluation); the loop is shared.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import torch
+from fvcore.common.config import CfgNode
+from timm.loss import SoftTargetCrossEntropy
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from common.checkpoint import model_state_dict, safe_load
+from common.config import save_config
+from common.data import batch_inputs, build_dataset, build_mixup
+from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
+                                    has_probe_head, input_ndim)
+from common.engine.checkpointing import (Position, find_resume_checkpoint, load_initial_weights,
+                                         resume_training_state, save_training_state)
+from common.engine.distributed import DistInfo, barrier, init_distributed
+from common.engine.evaluation import evaluate_accuracy, gather_results, predict_videos, write_test_outputs
+from common.engine.precision import resolve_precision
+from common.engine.preemption import PreemptionHandler
+from common.engine.progress import MetricsWriter, setup_logging
+from common.engine.rng import seed_everything
+from common.engine.trainer import LossFn, StepConfig, TrainState, train_one_epoch
+from common.optim import CosineSchedule, build_optimizer, scaled_lr
+
+logger = logging.getLogger(__name__)
+
+JOBS = ("pretrain", "finetune", "linprobe", "test")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What distinguishes the training jobs."""
+
+    train_mode: str  # dataset mode of common.data.build_dataset
+    pretraining: bool  # masked autoencoder (True) or classifier
+    linear_probe: bool = False
+    evaluates: bool = False
+
+
+TRAINING_JOBS = {
+    "pretrain": JobSpec(train_mode="pretrain", pretraining=True),
+    "finetune": JobSpec(train_mode="finetune", pretraining=False, evaluates=True),
+    "linprobe": JobSpec(train_mode="finetune", pretraining=False, linear_probe=True, evaluates=True),
+}
+
+
+def run_job(job: str, cfg: CfgNode) -> Dict[str, Any]:
+    """Run ``job`` (one of ``JOBS``) with the frozen ``cfg``; returns its final metrics."""
+    if job not in JOBS:
+        raise ValueError(f"job must be one of {JOBS}, got {job!r}")
+    dist = init_distributed(cfg.DIST.BACKEND)
+    setup_logging(cfg.OUTPUT_DIR, is_main=dist.is_main)
+    if dist.is_main:
+        logger.info("config saved to %s", save_config(cfg, cfg.OUTPUT_DIR))
+    seed_everything(cfg.RNG_SEED + dist.rank)
+    if job == "test":
+        return run_test(cfg, dist)
+    return run_training(cfg, dist, TRAINING_JOBS[job])
+
+
+def prepare_model(cfg: CfgNode, spec: JobSpec) -> nn.Module:
+    """The job's model with its starting weights (``TRAIN.CHECKPOINT_FILE_PATH``), probe head attached."""
+    model = build_model(cfg, pretraining=spec.pretraining, crop_size=cfg.DATA.TRAIN_CROP_SIZE)
+    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+        load_initial_weights(model, cfg.TRAIN.CHECKPOINT_FILE_PATH, into_classifier=not spec.pretraining)
+    return attach_probe_head(model) if spec.linear_probe else model
+
+
+def build_loss_fn(cfg: CfgNode, spec: JobSpec, device: torch.device) -> LossFn:
+    """Pretraining: the model's reconstruction loss. Classification: (soft-target) cross-entropy,
+    with mixup/cutmix when ``MIXUP.ENABLE`` (finetuning only)."""
+    if spec.pretraining:
+        def reconstruction_loss(model: nn.Module, batch: Dict[str, Any]) -> torch.Tensor:
+            return model(batch_inputs(batch).to(device, non_blocking=True))[0]
+        return reconstruction_loss
+    mixup = None if spec.linear_probe else build_mixup(cfg)
+    criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=cfg.AUG.LABEL_SMOOTHING)
+
+    def classification_loss(model: nn.Module, batch: Dict[str, Any]) -> torch.Tensor:
+        inputs = batch_inputs(batch).to(device, non_blocking=True)
+        targets = batch["label"].to(device, non_blocking=True)
+        if mixup is not None:
+            inputs, targets = mixup(inputs, targets)
+        return criterion(model(inputs), targets)
+    return classification_loss
+
+
+def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
+    """Train (resuming from ``OUTPUT_DIR/checkpoint-last.pth`` if present); returns the last epoch's log."""
+    model = prepare_model(cfg, spec).to(dist.device)
+    precision = resolve_precision(cfg.TRAIN.PRECISION, dist.device)
+    loader = build_train_loader(cfg, build_dataset(cfg, spec.train_mode), dist)
+    val_loader = build_eval_loader(cfg, build_dataset(cfg, "val"), dist) if spec.evaluates else None
+    steps = len(loader) // cfg.TRAIN.ACCUM_ITER
+    if steps == 0:
+        raise ValueError(f"the {spec.train_mode} dataset gives no full step of TRAIN.BATCH_SIZE "
+                         f"{cfg.TRAIN.BATCH_SIZE} x TRAIN.ACCUM_ITER {cfg.TRAIN.ACCUM_ITER}")
+    lr = scaled_lr(cfg.SOLVER.BASE_LR, cfg.TRAIN.BATCH_SIZE * cfg.TRAIN.ACCUM_ITER)
+    optimizer = build_optimizer(model, method=cfg.SOLVER.OPTIMIZING_METHOD, lr=lr,
+                                weight_decay=cfg.SOLVER.WEIGHT_DECAY, layer_decay=cfg.SOLVER.LAYER_DECAY,
+                                betas=cfg.SOLVER.BETAS, momentum=cfg.SOLVER.MOMENTUM)
+    state = TrainState(model=model, optimizer=optimizer, scaler=precision.grad_scaler())
+    resume = find_resume_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
+    if resume:
+        state.position = resume_training_state(resume, model=model, optimizer=optimizer, scaler=state.scaler,
+                                               rank=dist.rank)
+    if dist.world_size > 1:
+        state.model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    conf = StepConfig(
+        loss_fn=build_loss_fn(cfg, spec, dist.device),
+        schedule=CosineSchedule(base_lr=lr, min_lr=cfg.SOLVER.MIN_LR,
+                                warmup_iters=round(cfg.SOLVER.WARMUP_EPOCHS * steps),
+                                total_iters=cfg.SOLVER.MAX_EPOCH * steps),
+        precision=precision, dist=dist, accum_iter=cfg.TRAIN.ACCUM_ITER, clip_grad=cfg.SOLVER.CLIP_GRAD,
+        max_nonfinite_steps=cfg.TRAIN.MAX_NONFINITE_STEPS, log_period=cfg.LOG.PERIOD,
+        max_epoch=cfg.SOLVER.MAX_EPOCH, output_dir=cfg.OUTPUT_DIR, cfg_yaml=cfg.dump(),
+    )
+    logger.info("%s: %d steps/epoch of %d samples, lr %.3e, precision %s, %d rank(s)", cfg.MODEL.NAME, steps,
+                cfg.TRAIN.BATCH_SIZE * cfg.TRAIN.ACCUM_ITER, lr, precision.dtype or "fp32", dist.world_size)
+    return _epochs(cfg, state, conf, loader, val_loader, steps)
+
+
+def _epochs(cfg: CfgNode, state: TrainState, conf: StepConfig, loader, val_loader, steps: int) -> Dict[str, Any]:
+    writer = MetricsWriter(cfg.OUTPUT_DIR, tensorboard=cfg.LOG.TENSORBOARD) if conf.dist.is_main else None
+    preemption = PreemptionHandler().install()
+    record: Dict[str, Any] = {}
+    micro_batch = loader.batch_size * cfg.TRAIN.ACCUM_ITER
+    try:
+        for epoch in range(state.position.epoch, cfg.SOLVER.MAX_EPOCH):
+            loader.sampler.set_epoch(epoch, start=state.position.epoch_iteration * micro_batch)
+            record = {"epoch": epoch + 1, **train_one_epoch(state, iter(loader), steps=steps, conf=conf,
+                                                              preemption=preemption)}
+            state.position = Position(epoch + 1, state.position.iteration, 0)
+            last = epoch + 1 == cfg.SOLVER.MAX_EPOCH
+            if val_loader is not None and ((epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0 or last):
+                record.update({f"val_{k}": v for k, v in _validate(cfg, state, conf, val_loader).items()})
+            save_training_state(cfg.OUTPUT_DIR, model=state.unwrapped, optimizer=state.optimizer,
+                                scaler=state.scaler, position=state.position, cfg_yaml=conf.cfg_yaml,
+                                keep_epoch_copy=(epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last,
+                                dist=conf.dist)
+            if writer is not None:
+                writer.write(record, step=epoch + 1)
+            logger.info("epoch %d: %s", epoch + 1, record)
+    finally:
+        preemption.uninstall()
+        if writer is not None:
+            writer.close()
+    barrier()
+    return record
+
+
+def _validate(cfg: CfgNode, state: TrainState, conf: StepConfig, val_loader) -> Dict[str, float]:
+    return evaluate_accuracy(state.unwrapped, val_loader, inputs_of=batch_inputs, device=conf.dist.device,
+                             input_ndim=input_ndim(cfg), precision=conf.precision)
+
+
+def test_checkpoint_path(cfg: CfgNode) -> str:
+    """``TEST.CHECKPOINT_FILE_PATH``, else ``OUTPUT_DIR/checkpoint-last.pth``."""
+    path: Optional[str] = cfg.TEST.CHECKPOINT_FILE_PATH or find_resume_checkpoint(cfg.OUTPUT_DIR)
+    if not path:
+        raise FileNotFoundError(f"no TEST.CHECKPOINT_FILE_PATH and no checkpoint in {cfg.OUTPUT_DIR}")
+    return path
+
+
+def run_test(cfg: CfgNode, dist: DistInfo) -> Dict[str, Any]:
+    """Multi-view test of a classifier checkpoint; writes predictions.csv and test_results.json."""
+    path = test_checkpoint_path(cfg)
+    weights = model_state_dict(safe_load(path))
+    model = build_model(cfg, pretraining=False, crop_size=cfg.DATA.TEST_CROP_SIZE)
+    if has_probe_head(weights):
+        model = attach_probe_head(model)
+    model.load_state_dict(weights)
+    model.to(dist.device)
+    loader = build_eval_loader(cfg, build_dataset(cfg, "test"), dist)
+    local = predict_videos(model, loader, inputs_of=batch_inputs, device=dist.device,
+                           input_ndim=input_ndim(cfg), precision=resolve_precision(cfg.TRAIN.PRECISION, dist.device))
+    results = gather_results(local)
+    summary: Dict[str, Any] = {}
+    if dist.is_main:
+        os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+        summary = write_test_outputs(results, cfg.OUTPUT_DIR)
+        logger.info("test of %s: %s", path, summary)
+    barrier()
+    return summary

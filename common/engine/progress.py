@@ -1,0 +1,137 @@
+"""Run logging: the ``logging`` set-up, per-iteration progress lines, per-epoch JSON lines, TensorBoard."""
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+logger = logging.getLogger(__name__)
+
+LOG_FORMAT = "[%(asctime)s %(levelname)s %(name)s] %(message)s"
+LOG_FILE = "log.txt"
+JSON_LOG_FILE = "log.jsonl"
+
+
+def setup_logging(output_dir: str, *, is_main: bool) -> None:
+    """INFO to stdout and ``OUTPUT_DIR/log.txt`` on the main rank, warnings only elsewhere."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_convmae", False):
+            root.removeHandler(handler)
+    root.setLevel(logging.INFO if is_main else logging.WARNING)
+    handlers = [logging.StreamHandler(sys.stdout)]
+    if is_main:
+        os.makedirs(output_dir, exist_ok=True)
+        handlers.append(logging.FileHandler(os.path.join(output_dir, LOG_FILE)))
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler._convmae = True  # so a second run in the same process replaces, not duplicates
+        root.addHandler(handler)
+
+
+@dataclass
+class Average:
+    """Running mean of a scalar."""
+
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, value: float, n: int = 1) -> None:
+        self.total += value * n
+        self.count += n
+
+    @property
+    def mean(self) -> float:
+        return self.total / max(self.count, 1)
+
+
+@dataclass
+class EpochMeter:
+    """Per-step figures of one epoch: loss, lr, data wait, compute time, samples."""
+
+    steps_total: int
+    loss: Average = field(default_factory=Average)
+    data_time: Average = field(default_factory=Average)
+    compute_time: Average = field(default_factory=Average)
+    samples: int = 0
+    last_loss: float = float("nan")
+    last_lr: float = 0.0
+    decode_failures: int = 0
+    skipped_steps: int = 0
+
+    def update(self, *, loss: float, lr: float, data_time: float, compute_time: float, samples: int) -> None:
+        """Record one optimizer step (``samples`` counted over all ranks)."""
+        self.loss.add(loss)
+        self.data_time.add(data_time)
+        self.compute_time.add(compute_time)
+        self.samples += samples
+        self.last_loss, self.last_lr = loss, lr
+
+    @property
+    def step_time(self) -> float:
+        return self.data_time.mean + self.compute_time.mean
+
+    def progress_line(self, *, epoch: int, max_epoch: int, step: int) -> str:
+        """``epoch e/E it i/I eta loss lr data compute throughput`` for the log."""
+        remaining = (self.steps_total - step) * self.step_time
+        throughput = self.samples / max(self.data_time.total + self.compute_time.total, 1e-9)
+        return (
+            f"epoch {epoch + 1}/{max_epoch} it {step}/{self.steps_total} "
+            f"eta {datetime.timedelta(seconds=int(remaining))} "
+            f"loss {self.last_loss:.4f} ({self.loss.mean:.4f}) lr {self.last_lr:.3e} "
+            f"data {self.data_time.mean:.3f}s compute {self.compute_time.mean:.3f}s "
+            f"({100 * self.data_wait_fraction:.1f}% wait) {throughput:.1f} samples/s"
+        )
+
+    @property
+    def data_wait_fraction(self) -> float:
+        return self.data_time.mean / max(self.step_time, 1e-9)
+
+    def summary(self) -> Dict[str, float]:
+        """Epoch averages for the JSON log."""
+        elapsed = self.data_time.total + self.compute_time.total
+        return {
+            "train_loss": self.loss.mean,
+            "lr": self.last_lr,
+            "data_time": self.data_time.mean,
+            "compute_time": self.compute_time.mean,
+            "data_wait_fraction": self.data_wait_fraction,
+            "samples_per_s": self.samples / max(elapsed, 1e-9),
+            "decode_failures": self.decode_failures,
+            "skipped_steps": self.skipped_steps,
+        }
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to ``OUTPUT_DIR/log.jsonl``; mirrors scalars to TensorBoard."""
+
+    def __init__(self, output_dir: str, *, tensorboard: bool):
+        self.path = os.path.join(output_dir, JSON_LOG_FILE)
+        self.tensorboard = _summary_writer(output_dir) if tensorboard else None
+
+    def write(self, record: Dict[str, Any], *, step: int) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)):
+                    self.tensorboard.add_scalar(key, value, step)
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def _summary_writer(output_dir: str) -> Optional[Any]:
+    """A TensorBoard ``SummaryWriter`` in ``OUTPUT_DIR/tensorboard``, or None if not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logger.info("TensorBoard is not installed: scalars go to %s only", JSON_LOG_FILE)
+        return None
+    return SummaryWriter(os.path.join(output_dir, "tensorboard"))

@@ -1,0 +1,193 @@
+"""The training loop shared by pretraining, finetuning and linear probing, images and videos.
+
+One optimizer step = ``accum_iter`` micro-batches (DDP gradient sync on the last one only),
+per-iteration lr from the schedule, optional gradient clipping, AMP with a scaler for fp16.
+A step whose loss (or, without a scaler, gradient) is not finite on any rank is skipped and
+counted; after ``max_nonfinite_steps`` such steps the run stops with ``DivergenceError``.
+After every step the ranks agree on whether a preemption signal arrived; if so the loop saves
+``checkpoint-last.pth`` and hands over to the preemption handler.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, Optional
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from common.engine.checkpointing import Position, save_training_state
+from common.engine.distributed import DistInfo, all_reduce_sum, any_rank
+from common.engine.precision import Precision
+from common.engine.preemption import PreemptionHandler
+from common.engine.progress import EpochMeter
+from common.optim import CosineSchedule, set_lr
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, Dict[str, Any]], torch.Tensor]
+
+
+class DivergenceError(RuntimeError):
+    """Too many optimizer steps with a non-finite loss or gradient."""
+
+
+@dataclass
+class TrainState:
+    """What the loop updates: model (maybe DDP-wrapped), optimizer, scaler, step counters."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: Optional[torch.amp.GradScaler]
+    position: Position = field(default_factory=Position)
+    nonfinite_steps: int = 0
+
+    @property
+    def unwrapped(self) -> nn.Module:
+        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """Fixed settings of the loop."""
+
+    loss_fn: LossFn
+    schedule: CosineSchedule
+    precision: Precision
+    dist: DistInfo
+    accum_iter: int = 1
+    clip_grad: float = 0.0
+    max_nonfinite_steps: int = 10
+    log_period: int = 10
+    max_epoch: int = 1
+    output_dir: str = "."
+    cfg_yaml: str = ""
+
+
+def train_one_epoch(
+    state: TrainState,
+    batches: Iterator[Dict[str, Any]],
+    *,
+    steps: int,
+    conf: StepConfig,
+    preemption: Optional[PreemptionHandler] = None,
+) -> Dict[str, float]:
+    """Run the epoch ``state.position.epoch`` from ``state.position.epoch_iteration`` to ``steps``.
+
+    ``batches`` yields this rank's remaining micro-batches of the epoch. Returns the epoch's
+    averages (loss averaged over ranks).
+    """
+    state.model.train()
+    meter = EpochMeter(steps_total=steps)
+    for step in range(state.position.epoch_iteration, steps):
+        lr = conf.schedule(state.position.iteration)
+        set_lr(state.optimizer, lr)
+        loss, stepped, samples, data_time, compute_time, failures = _optimizer_step(state, batches, conf)
+        meter.decode_failures += failures
+        skipped, preempted = any_rank([not stepped, _preempt_requested(preemption)], conf.dist.device)
+        if skipped:
+            _count_nonfinite(state, meter, conf, loss)
+        else:
+            meter.update(loss=loss, lr=lr, data_time=data_time, compute_time=compute_time,
+                         samples=samples * conf.dist.world_size)
+        pos = state.position
+        state.position = Position(pos.epoch, pos.iteration + 1, step + 1)
+        if (step + 1) % conf.log_period == 0 or step + 1 == steps:
+            logger.info(meter.progress_line(epoch=pos.epoch, max_epoch=conf.max_epoch, step=step + 1))
+        if preempted:
+            _checkpoint_and_stop(state, conf, preemption)
+    return _epoch_summary(meter, conf)
+
+
+def _optimizer_step(state: TrainState, batches: Iterator[Dict[str, Any]], conf: StepConfig):
+    """Accumulate ``accum_iter`` micro-batches and step.
+
+    Returns (loss, stepped, samples, data time, compute time, decode failures) of this rank.
+    """
+    loss_sum, samples, data_time, compute_time, failures = 0.0, 0, 0.0, 0.0, 0
+    for micro in range(conf.accum_iter):
+        start = time.perf_counter()
+        batch = next(batches)
+        fetched = time.perf_counter()
+        sync = micro == conf.accum_iter - 1 or not isinstance(state.model, DistributedDataParallel)
+        with nullcontext() if sync else state.model.no_sync():
+            with conf.precision.autocast():
+                loss = conf.loss_fn(state.model, batch)
+            _backward(loss / conf.accum_iter, state.scaler)
+        loss_sum += loss.item()
+        samples += _batch_size(batch)
+        failures += int(batch.get("decode_failures", torch.zeros(1)).sum())
+        data_time += fetched - start
+        compute_time += time.perf_counter() - fetched
+    start = time.perf_counter()
+    loss_value = loss_sum / conf.accum_iter
+    stepped = _apply_gradients(state, conf, finite_loss=math.isfinite(loss_value))
+    compute_time += time.perf_counter() - start
+    return loss_value, stepped, samples, data_time, compute_time, failures
+
+
+def _backward(loss: torch.Tensor, scaler: Optional[torch.amp.GradScaler]) -> None:
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+
+def _apply_gradients(state: TrainState, conf: StepConfig, *, finite_loss: bool) -> bool:
+    """Unscale, clip and step; returns False (no step) for a non-finite loss or, without a
+    scaler, a non-finite gradient (the fp16 scaler skips inf/NaN gradients itself)."""
+    optimizer, scaler = state.optimizer, state.scaler
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    max_norm = conf.clip_grad if conf.clip_grad > 0 else math.inf
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
+    finite = finite_loss and (scaler is not None or bool(torch.isfinite(grad_norm)))
+    if finite and scaler is not None:
+        scaler.step(optimizer)
+    elif finite:
+        optimizer.step()
+    if scaler is not None:
+        scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return finite
+
+
+def _count_nonfinite(state: TrainState, meter: EpochMeter, conf: StepConfig, loss: float) -> None:
+    state.nonfinite_steps += 1
+    meter.skipped_steps += 1
+    logger.warning("non-finite loss/gradient (loss %s) at iteration %d: step skipped (%d/%d)", loss,
+                   state.position.iteration, state.nonfinite_steps, conf.max_nonfinite_steps)
+    if state.nonfinite_steps > conf.max_nonfinite_steps:
+        raise DivergenceError(
+            f"{state.nonfinite_steps} steps with a non-finite loss or gradient (TRAIN.MAX_NONFINITE_STEPS = "
+            f"{conf.max_nonfinite_steps}); stopping, the last checkpoint in {conf.output_dir} is untouched"
+        )
+
+
+def _preempt_requested(preemption: Optional[PreemptionHandler]) -> bool:
+    return preemption is not None and preemption.requested
+
+
+def _checkpoint_and_stop(state: TrainState, conf: StepConfig, preemption: Optional[PreemptionHandler]) -> None:
+    save_training_state(conf.output_dir, model=state.unwrapped, optimizer=state.optimizer,
+                        scaler=state.scaler, position=state.position, cfg_yaml=conf.cfg_yaml,
+                        keep_epoch_copy=False, dist=conf.dist)
+    logger.warning("preempted: checkpoint saved at iteration %d, exiting", state.position.iteration)
+    if preemption is not None:
+        preemption.finish()
+    raise SystemExit(0)
+
+
+def _batch_size(batch: Dict[str, Any]) -> int:
+    return len(batch["label"]) if "label" in batch else len(next(iter(batch.values())))
+
+
+def _epoch_summary(meter: EpochMeter, conf: StepConfig) -> Dict[str, float]:
+    summary = meter.summary()
+    totals = all_reduce_sum(torch.tensor([meter.loss.total, meter.loss.count, meter.decode_failures],
+                                         device=conf.dist.device))
+    summary["train_loss"] = float(totals[0] / max(float(totals[1]), 1.0))
+    summary["decode_failures"] = int(totals[2])
+    return summary
