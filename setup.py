@@ -20,6 +20,7 @@ setup(
         "submitit>=1.4",
         "numpy",
         "tqdm",
+        "matplotlib",
         "pillow",
     ],
     extras_require={"test": ["pytest>=7"]},

@@ -52,6 +52,23 @@ def normalize_patches(patches: torch.Tensor, channels: int, per_channel: bool) -
     return ((pixels - mean) / (std + 1.0e-6)).flatten(-2)
 
 
+def denormalize_patches(
+    normalized: torch.Tensor, raw: torch.Tensor, channels: int, per_channel: bool
+) -> torch.Tensor:
+    """Inverse of ``normalize_patches``, using the statistics of the raw patches ``raw``.
+
+    Turns norm-pix predictions (N, L, P) back into pixel units, e.g. for pictures.
+    """
+    if not per_channel:
+        mean = raw.mean(dim=-1, keepdim=True)
+        var = raw.var(dim=-1, keepdim=True)
+        return normalized * (var + 1.0e-6) ** 0.5 + mean
+    pixels = raw.reshape(*raw.shape[:-1], -1, channels)
+    mean = pixels.mean(dim=-2, keepdim=True)
+    std = pixels.var(dim=-2, keepdim=True).sqrt()
+    return (normalized.reshape(pixels.shape) * (std + 1.0e-6) + mean).flatten(-2)
+
+
 def masked_mse(
     pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
 ) -> torch.Tensor:
