@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple, Union
 
-from common.models import CONVVIT_SIZES, ConvViT, MaskedAutoencoderConvViT, register_model
+from common.models import ConvViT, MaskedAutoencoderConvViT, register_model
+from common.models.factory import build_from_preset
 from common.models.timm_compat import register_with_timm
 
 PRETRAIN_DEFAULTS = dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mask_ratio=0.75)
@@ -26,18 +27,12 @@ def image_geometry(
     return {"input_size": size, "stage_strides": tuple((p, p) for p in patch_size)}
 
 
-def _build(cls, size: str, defaults: dict, overrides: dict):
-    kwargs = {**CONVVIT_SIZES[size].as_kwargs(), **defaults, **overrides}
-    geometry = image_geometry(kwargs.pop("img_size", 224), kwargs.pop("patch_size", (4, 2, 2)))
-    return cls(**geometry, **kwargs)
-
-
 def _pretrain(size: str, **overrides) -> MaskedAutoencoderConvViT:
-    return _build(MaskedAutoencoderConvViT, size, PRETRAIN_DEFAULTS, overrides)
+    return build_from_preset(MaskedAutoencoderConvViT, size, PRETRAIN_DEFAULTS, overrides, image_geometry)
 
 
 def _classifier(size: str, **overrides) -> ConvViT:
-    return _build(ConvViT, size, CLASSIFIER_DEFAULTS, overrides)
+    return build_from_preset(ConvViT, size, CLASSIFIER_DEFAULTS, overrides, image_geometry)
 
 
 @register_model

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Sequence, Tuple, Union
 
-from common.models import CONVVIT_SIZES, ConvViT, MaskedAutoencoderConvViT, register_model
+from common.models import ConvViT, MaskedAutoencoderConvViT, register_model
+from common.models.factory import build_from_preset
 from common.models.timm_compat import register_with_timm
 
 PRETRAIN_DEFAULTS = dict(
@@ -38,19 +39,12 @@ def video_geometry(
     return {"input_size": (num_frames, h, w), "stage_strides": strides, "dw_kernel_size": kernel}
 
 
-def _build(cls, size: str, defaults: dict, overrides: dict):
-    kwargs = {**CONVVIT_SIZES[size].as_kwargs(), **defaults, **overrides}
-    geometry_keys = ("img_size", "num_frames", "tubelet_size", "patch_size", "dw_kernel_size")
-    geometry = video_geometry(**{k: kwargs.pop(k) for k in geometry_keys if k in kwargs})
-    return cls(**geometry, **kwargs)
-
-
 def _pretrain(size: str, **overrides) -> MaskedAutoencoderConvViT:
-    return _build(MaskedAutoencoderConvViT, size, PRETRAIN_DEFAULTS, overrides)
+    return build_from_preset(MaskedAutoencoderConvViT, size, PRETRAIN_DEFAULTS, overrides, video_geometry)
 
 
 def _classifier(size: str, **overrides) -> ConvViT:
-    return _build(ConvViT, size, CLASSIFIER_DEFAULTS, overrides)
+    return build_from_preset(ConvViT, size, CLASSIFIER_DEFAULTS, overrides, video_geometry)
 
 
 @register_model
