@@ -15,14 +15,14 @@ from common.engine.distributed import DistInfo
 from common.engine.sampling import SeededDataset, ShardSampler, TrainSampler
 from common.models import create_model
 
-IMAGE_DATASETS = ("imagenet",)
+VIDEO_MODEL_PREFIX = "video"  # videoconvmae_* and video_convvit_* (the registry's naming)
 PROBE_BN_EPS = 1e-6
 PROBE_HEAD_INIT_STD = 0.01
 
 
 def is_video(cfg: CfgNode) -> bool:
-    """True unless ``DATA.DATASET`` is an image dataset."""
-    return cfg.DATA.DATASET.lower() not in IMAGE_DATASETS
+    """True for the video models (names starting with ``video``)."""
+    return cfg.MODEL.NAME.startswith(VIDEO_MODEL_PREFIX)
 
 
 def input_ndim(cfg: CfgNode) -> int:

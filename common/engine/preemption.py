@@ -1,4 +1,4 @@
-"""Preemption: SIGTERM / SIGUSR1 ask the training loop to checkpoint and stop at a step boundary.
+"""Preemption: SIGTERM / SIGUSR1 / SIGUSR2 (Slurm's and submitit's) ask the training loop to checkpoint and stop at a step boundary.
 
 The handler only records the signal; the loop polls ``requested`` after each optimizer step
 (agreeing across ranks), saves ``checkpoint-last.pth`` and calls ``finish``, which hands the
@@ -13,7 +13,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 Handler = Union[Callable[[int, Optional[FrameType]], None], int, None]
 
 

@@ -1,0 +1,135 @@
+"""The jobs end to end on the in-memory toy dataset: pretrain -> finetune / linprobe -> test,
+resume (at an epoch boundary and mid-epoch after a preemption signal), divergence handling."""
+import csv
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from common.checkpoint import safe_load
+from common.engine import trainer
+from common.engine.builders import build_model, has_probe_head, model_kwargs
+from common.engine.checkpointing import find_resume_checkpoint
+from common.engine.jobs import run_job
+from common.engine.trainer import DivergenceError
+from tests.engine.toy_data import toy_cfg
+
+
+def _losses(output_dir):
+    return [json.loads(line)["train_loss"] for line in (output_dir / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("modality", ["video", "image"])
+def test_pretrain_finetune_linprobe_test(tmp_path, modality):
+    pre = tmp_path / "pre"
+    record = run_job("pretrain", toy_cfg(f"{modality}_pretrain", pre))
+    assert record["epoch"] == 2 and torch.isfinite(torch.tensor(record["train_loss"]))
+    assert {"checkpoint-last.pth", "checkpoint-1.pth", "checkpoint-2.pth", "config.yaml", "log.jsonl", "log.txt"} \
+        <= set(os.listdir(pre))
+    state = safe_load(pre / "checkpoint-last.pth")
+    assert {"model", "optimizer", "scaler", "epoch", "iteration", "cfg", "rng"} <= set(state)
+    assert (state["epoch"], state["iteration"]) == (2, 4)  # 16 samples / batch 8 = 2 steps per epoch
+    start = ["TRAIN.CHECKPOINT_FILE_PATH", str(pre / "checkpoint-last.pth")]
+    ft = run_job("finetune", toy_cfg(f"{modality}_finetune", tmp_path / "ft", *start))
+    assert ft["val_num_samples"] == 6 and 0 <= ft["val_top1"] <= 100
+    lp = run_job("linprobe", toy_cfg(f"{modality}_linprobe", tmp_path / "lp", *start))
+    assert lp["val_num_samples"] == 6
+    probe = safe_load(tmp_path / "lp" / "checkpoint-last.pth")["model"]
+    assert has_probe_head(probe)
+    assert torch.equal(probe["blocks3.0.attn.qkv.weight"], state["model"]["blocks3.0.attn.qkv.weight"])  # frozen
+    for run in ("ft", "lp"):
+        summary = run_job("test", toy_cfg(f"{modality}_finetune", tmp_path / run))
+        assert summary["num_videos"] == 7 and summary["num_failed"] == 1
+        rows = list(csv.DictReader((tmp_path / run / "predictions.csv").open()))
+        assert sorted(int(r["path"].split("_")[1].split(".")[0]) for r in rows) == list(range(7))
+
+
+def test_overfit_loss_decreases(tmp_path):
+    cfg = toy_cfg("image_finetune", tmp_path, "MIXUP.ENABLE", "False", "AUG.LABEL_SMOOTHING", "0.0",
+                  "SOLVER.MAX_EPOCH", "8", "SOLVER.WARMUP_EPOCHS", "0.0", "SOLVER.BASE_LR", "0.05",
+                  "MODEL.DROP_PATH_RATE", "0.0", "TRAIN.CHECKPOINT_FILE_PATH", "", "TRAIN.CHECKPOINT_PERIOD", "100")
+    run_job("finetune", cfg)
+    losses = _losses(tmp_path)
+    assert all(map(lambda v: v == v and abs(v) < 1e6, losses))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_resume_at_epoch_boundary_matches_uninterrupted_run(tmp_path):
+    run_job("pretrain", toy_cfg("video_pretrain", tmp_path / "full", "SOLVER.MAX_EPOCH", "3"))
+    run_job("pretrain", toy_cfg("video_pretrain", tmp_path / "split", "SOLVER.MAX_EPOCH", "3", "TRAIN.CHECKPOINT_PERIOD", "1"))
+    # Cut the split run back to its epoch-1 checkpoint, then resume it.
+    os.replace(tmp_path / "split" / "checkpoint-1.pth", tmp_path / "split" / "checkpoint-last.pth")
+    (tmp_path / "split" / "log.jsonl").unlink()
+    run_job("pretrain", toy_cfg("video_pretrain", tmp_path / "split", "SOLVER.MAX_EPOCH", "3"))
+    assert _losses(tmp_path / "split") == _losses(tmp_path / "full")[1:]
+    full, split = (safe_load(tmp_path / d / "checkpoint-last.pth") for d in ("full", "split"))
+    assert split["iteration"] == full["iteration"] == 6
+    for key, value in full["model"].items():
+        assert torch.equal(value, split["model"][key]), key
+    assert torch.equal(full["optimizer"]["state"][0]["exp_avg"], split["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_preemption_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    run_job("pretrain", toy_cfg("video_pretrain", full, "TRAIN.BATCH_SIZE", "4"))
+    real_step = trainer._optimizer_step
+    calls = {"n": 0}
+
+    def step_then_signal(state, batches, conf):
+        out = real_step(state, batches, conf)
+        calls["n"] += 1
+        if calls["n"] == 5:  # mid-way through epoch 2 (4 steps per epoch)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(trainer, "_optimizer_step", step_then_signal)
+    cut = tmp_path / "cut"
+    with pytest.raises(SystemExit):
+        run_job("pretrain", toy_cfg("video_pretrain", cut, "TRAIN.BATCH_SIZE", "4"))
+    state = safe_load(find_resume_checkpoint(str(cut)))
+    assert (state["epoch"], state["iteration"], state["epoch_iteration"]) == (1, 5, 1)
+    monkeypatch.setattr(trainer, "_optimizer_step", real_step)
+    run_job("pretrain", toy_cfg("video_pretrain", cut, "TRAIN.BATCH_SIZE", "4"))
+    a, b = (safe_load(d / "checkpoint-last.pth")["model"] for d in (full, cut))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nonfinite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
+    import common.engine.jobs as jobs
+    real = jobs.build_loss_fn
+
+    def nan_loss(cfg, spec, device):
+        fn = real(cfg, spec, device)
+        return lambda model, batch: fn(model, batch) * float("nan")
+
+    monkeypatch.setattr(jobs, "build_loss_fn", nan_loss)
+    with pytest.raises(DivergenceError, match="MAX_NONFINITE_STEPS"):
+        run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "TRAIN.MAX_NONFINITE_STEPS", "2"))
+    last_good = safe_load(find_resume_checkpoint(str(tmp_path)))  # epoch 1: 2 skipped steps, within limit
+    assert last_good["epoch"] == 1 and all(torch.isfinite(v).all() for v in last_good["model"].values())
+    record = run_job("pretrain", toy_cfg("video_pretrain", tmp_path / "ok", "TRAIN.MAX_NONFINITE_STEPS", "10"))
+    assert record["skipped_steps"] == 2
+
+
+def test_gradient_accumulation_matches_big_batch(tmp_path):
+    plain = ("TRAIN.CHECKPOINT_FILE_PATH", "", "SOLVER.OPTIMIZING_METHOD", "sgd", "SOLVER.MAX_EPOCH", "1",
+             "SOLVER.WARMUP_EPOCHS", "0.0", "MIXUP.ENABLE", "False", "MODEL.DROP_PATH_RATE", "0.0")
+    run_job("finetune", toy_cfg("image_finetune", tmp_path / "big", *plain))
+    run_job("finetune", toy_cfg("image_finetune", tmp_path / "acc", *plain, "TRAIN.BATCH_SIZE", "4",
+                                "TRAIN.ACCUM_ITER", "2"))
+    big, acc = (safe_load(tmp_path / d / "checkpoint-last.pth") for d in ("big", "acc"))
+    assert big["iteration"] == acc["iteration"] == 2
+    for key, value in big["model"].items():
+        assert torch.allclose(value, acc["model"][key], atol=1e-5), key
+
+
+def test_model_kwargs_from_config(tmp_path):
+    cfg = toy_cfg("video_pretrain", tmp_path)
+    kwargs = model_kwargs(cfg, pretraining=True, crop_size=64)
+    assert kwargs["num_frames"] == 4 and kwargs["embed_dim"] == [32, 48, 64] and kwargs["mask_ratio"] == 0.75
+    assert "num_classes" not in kwargs
+    image = model_kwargs(toy_cfg("image_finetune", tmp_path), pretraining=False, crop_size=64)
+    assert "num_frames" not in image and image["num_classes"] == 4
+    assert build_model(cfg, pretraining=True, crop_size=64).input_size == (4, 64, 64)
