@@ -1,0 +1,65 @@
+"""ImageFolder dataset giving dict samples; bad images are logged once, replaced and counted."""
+from typing import Any, Dict, List
+
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+from common.data.collate import collate_clips
+from common.data.failures import BadFileLog, SampleError, load_with_substitutes
+
+from .transforms import ImageTransform
+
+Sample = Dict[str, Any]
+
+
+def load_rgb(path: str) -> Image.Image:
+    """The image at ``path`` as RGB; SampleError(path, reason) when it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise SampleError(path, f"{type(error).__name__}: {error}") from None
+
+
+class ImageFolderDataset(Dataset):
+    """``root/<class>/<image>`` (torchvision's ImageFolder layout and class order).
+
+    Items are lists of ``num_views`` samples of one image: ``image`` float (C, H, W) from
+    ``transform``, ``label``, ``index``, ``clip_index`` (0), ``aug_index``, ``path``,
+    ``decode_failures`` (bad files skipped, on the first view). ``collate_fn`` flattens views.
+    """
+
+    collate_fn = staticmethod(collate_clips)
+
+    def __init__(self, *, root: str, transform: ImageTransform, num_views: int = 1, max_retries: int = 10) -> None:
+        self.classes, class_to_idx = find_classes(root)
+        self.samples = make_dataset(root, class_to_idx, extensions=IMG_EXTENSIONS)
+        self.transform, self.num_views, self.max_retries = transform, num_views, max_retries
+        self.bad_files = BadFileLog()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> List[Sample]:
+        (image, index), failures = load_with_substitutes(
+            lambda i: (load_rgb(self.samples[i][0]), i),
+            index,
+            num_items=len(self),
+            path_of=lambda i: self.samples[i][0],
+            bad_files=self.bad_files,
+            max_retries=self.max_retries,
+        )
+        path, label = self.samples[index]
+        return [
+            {
+                "image": self.transform(image),
+                "label": label,
+                "index": index,
+                "clip_index": 0,
+                "aug_index": view,
+                "path": path,
+                "decode_failures": failures if view == 0 else 0,
+            }
+            for view in range(self.num_views)
+        ]

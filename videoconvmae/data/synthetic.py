@@ -1,0 +1,147 @@
+"""A tiny generated video dataset whose classes differ only in motion.
+
+Each clip shows a textured square sliding over a static textured background; the class is the
+direction of motion (``num_classes`` directions evenly spread over 360 degrees), the speed and
+start position are random. One frame cannot tell the class, a clip can. Written as real files:
+H.264 ``.mp4`` with Kinetics-style list files, and VP9 ``.webm`` with Something-Something-v2
+json annotations.
+"""
+import json
+import math
+from pathlib import Path
+from typing import Dict, Iterator, List, Sequence, Tuple
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+KINETICS_SPLITS = ("train", "val", "test")
+SSV2_SPLITS = {"train": "train.json", "val": "validation.json"}
+SSV2_LABELS_FILE = "something-something-v2-labels.json"
+CODECS = {".mp4": ("libx264", {"preset": "veryfast"}), ".webm": ("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8"})}
+
+
+def direction_degrees(label: int, num_classes: int) -> int:
+    """Motion direction of class ``label``, in whole degrees counter-clockwise from 'right'."""
+    return round(360 * label / num_classes)
+
+
+def _block_texture(rng: np.random.Generator, height: int, width: int, block: int, low: int, high: int) -> np.ndarray:
+    """Random colour blocks of ``block`` pixels: (height, width, 3) uint8 in [low, high)."""
+    coarse = rng.integers(low, high, size=(-(-height // block), -(-width // block), 3), dtype=np.uint8)
+    return np.repeat(np.repeat(coarse, block, axis=0), block, axis=1)[:height, :width]
+
+
+def render_motion_clip(
+    *, label: int, num_classes: int, num_frames: int, height: int, width: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Frames (num_frames, height, width, 3) uint8 of a square moving in the class direction.
+
+    The square wraps around the frame edges, so it never leaves the picture.
+    """
+    background = _block_texture(rng, height, width, max(2, height // 24), 0, 160)
+    side = max(4, height // 4)
+    square = _block_texture(rng, side, side, max(1, side // 4), 120, 256)
+    angle = math.radians(direction_degrees(label, num_classes))
+    speed = width * rng.uniform(0.006, 0.012)
+    start_x, start_y = rng.uniform(0, width), rng.uniform(0, height)
+    frames = np.repeat(background[None], num_frames, axis=0)
+    for t in range(num_frames):
+        x = round(start_x + t * speed * math.cos(angle))
+        y = round(start_y - t * speed * math.sin(angle))  # image rows grow downwards
+        rows = (y + np.arange(side)) % height
+        cols = (x + np.arange(side)) % width
+        frames[t][np.ix_(rows, cols)] = square
+    return frames
+
+
+def write_video(path: Path, frames: np.ndarray, *, fps: int) -> None:
+    """Encodes frames (T, H, W, 3) uint8 to ``path`` (.mp4: H.264, .webm: VP9) with PyAV."""
+    codec, options = CODECS[path.suffix]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        stream.options = options
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def _clips(split_sizes: Dict[str, int], num_classes: int) -> Iterator[Tuple[str, int, int]]:
+    """(split, label, clip number) for ``split_sizes[split]`` clips per class, numbered globally."""
+    number = 0
+    for split, per_class in split_sizes.items():
+        for label in range(num_classes):
+            for _ in range(per_class):
+                yield split, label, number
+                number += 1
+
+
+def _template(label: int, num_classes: int) -> str:
+    return f"Moving [something] towards {direction_degrees(label, num_classes)} degrees"
+
+
+def _write_ssv2_annotations(folder: Path, entries: Dict[str, List[dict]], num_classes: int) -> None:
+    """Writes the labels json (template without brackets -> id string) and one json per split."""
+    labels = {_template(k, num_classes).replace("[", "").replace("]", ""): str(k) for k in range(num_classes)}
+    (folder / SSV2_LABELS_FILE).write_text(json.dumps(labels, indent=1))
+    for split, file_name in SSV2_SPLITS.items():
+        (folder / file_name).write_text(json.dumps(entries[split], indent=1))
+
+
+def make_synthetic_video_dataset(
+    root: str,
+    *,
+    num_classes: int = 4,
+    clips_per_class: Sequence[int] = (6, 2, 2),
+    num_frames: int = 40,
+    height: int = 240,
+    width: int = 320,
+    fps: int = 30,
+    seed: int = 0,
+    formats: Sequence[str] = ("kinetics", "ssv2"),
+    progress: bool = False,
+) -> Dict[str, Path]:
+    """Writes the motion dataset under ``root`` and returns ``{format: folder}``.
+
+    ``kinetics``: ``root/kinetics/<split>/<class>/<n>.mp4`` with ``train.csv``, ``val.csv``,
+    ``test.csv`` ("path label", paths relative to the folder); usable as folder-per-class too.
+    ``ssv2``: ``root/ssv2/<n>.webm`` with ``something-something-v2-labels.json``,
+    ``train.json`` and ``validation.json`` (no test split, as in SSV2: test uses validation).
+    ``clips_per_class`` gives the train, val, test counts per class. Same seed, same files.
+    """
+    written = {}
+    for fmt in formats:
+        if fmt not in ("kinetics", "ssv2"):
+            raise ValueError(f"unknown format {fmt!r}; use 'kinetics' and/or 'ssv2'")
+        folder = Path(root) / fmt
+        folder.mkdir(parents=True, exist_ok=True)
+        splits = KINETICS_SPLITS if fmt == "kinetics" else tuple(SSV2_SPLITS)
+        sizes = dict(zip(splits, clips_per_class))
+        lists: Dict[str, List] = {split: [] for split in splits}
+        clips = list(_clips(sizes, num_classes))
+        for split, label, number in tqdm(clips, desc=fmt, disable=not progress):
+            rng = np.random.default_rng([seed, number])
+            frames = render_motion_clip(
+                label=label, num_classes=num_classes, num_frames=num_frames, height=height, width=width, rng=rng
+            )
+            if fmt == "kinetics":
+                relative = f"{split}/direction_{direction_degrees(label, num_classes):03d}/{number:05d}.mp4"
+                write_video(folder / relative, frames, fps=fps)
+                lists[split].append(f"{relative} {label}")
+            else:
+                write_video(folder / f"{number}.webm", frames, fps=fps)
+                template = _template(label, num_classes)
+                lists[split].append(
+                    {"id": str(number), "label": template.replace("[something]", "a square").lower(),
+                     "template": template, "placeholders": ["a square"]}
+                )
+        if fmt == "kinetics":
+            for split in splits:
+                (folder / f"{split}.csv").write_text("\n".join(lists[split]) + "\n")
+        else:
+            _write_ssv2_annotations(folder, lists, num_classes)
+        written[fmt] = folder
+    return written
