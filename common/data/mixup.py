@@ -37,8 +37,8 @@ class SpatialMixup:
     def __call__(
         self, inputs: torch.Tensor, labels: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Mixes ``inputs`` (N, C, [T,] H, W) and turns int ``labels`` (N,) into soft targets
-        (N, num_classes)."""
+        """Mixes ``inputs`` (N, C, [T,] H, W) in place (as timm does) and turns int ``labels``
+        (N,) into soft targets (N, num_classes)."""
         if inputs.dim() not in (4, 5):
             raise ValueError(f"expected (N, C, H, W) or (N, C, T, H, W), got {tuple(inputs.shape)}")
         shape = inputs.shape

@@ -189,6 +189,8 @@ class VideoDecoder:
         for position, name in enumerate(self.backends):
             try:
                 video = BACKENDS[name](path, self.num_threads)
+                if video.num_frames <= 0:
+                    raise ValueError("no video frames")
                 return VideoFile(path, video, self.backends[position:], self.num_threads, reasons)
             except Exception as error:  # decoders raise many types, decord a plain Exception
                 reasons.append(f"{name}: {_short_reason(error)}")
@@ -196,7 +198,7 @@ class VideoDecoder:
 
     def open(self, path: str) -> VideoFile:
         """Opens ``path`` and counts its frames (``VideoFile.num_frames``)."""
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise DecodeError(path, "file not found")
         try:
             return call_with_timeout(lambda: self._open_any(path), self.timeout_s)

@@ -1,0 +1,77 @@
+import json
+
+import pytest
+
+from videoconvmae.data.annotations import (
+    AnnotationError,
+    LabeledVideo,
+    parse_list_line,
+    read_folder_per_class,
+    read_path_label_list,
+    read_ssv2_json,
+    strip_template,
+)
+
+
+@pytest.mark.parametrize(
+    "line, separator, expected",
+    [
+        ("a/b.mp4 3\n", "", ("a/b.mp4", 3)),
+        ("a/b.mp4,3", "", ("a/b.mp4", 3)),
+        ("my clip.mp4 12", "", ("my clip.mp4", 12)),
+        ("x.mp4\t0", "", ("x.mp4", 0)),
+        ("x y.mp4;7", ";", ("x y.mp4", 7)),
+    ],
+)
+def test_parse_list_line(line, separator, expected):
+    assert parse_list_line(line, separator) == expected
+
+
+@pytest.mark.parametrize("line", ["only_a_path.mp4", "a.mp4 cat", "a.mp4 -1", " 3"])
+def test_parse_list_line_rejects_malformed(line):
+    with pytest.raises(ValueError):
+        parse_list_line(line)
+
+
+def test_list_paths_join_prefix_or_list_folder(tmp_path):
+    listing = tmp_path / "train.csv"
+    listing.write_text("a.mp4 1\n\nsub/b.mp4 0\n/abs/c.mp4 2\n")
+    assert read_path_label_list(str(listing)) == [
+        LabeledVideo(str(tmp_path / "a.mp4"), 1),
+        LabeledVideo(str(tmp_path / "sub/b.mp4"), 0),
+        LabeledVideo("/abs/c.mp4", 2),
+    ]
+    assert read_path_label_list(str(listing), prefix="/data")[0] == LabeledVideo("/data/a.mp4", 1)
+
+
+def test_malformed_line_error_names_file_and_line(tmp_path):
+    listing = tmp_path / "val.csv"
+    listing.write_text("a.mp4 1\nb.mp4 2\nc.mp4 two\n")
+    with pytest.raises(AnnotationError, match=r"val\.csv, line 3: .*'two'"):
+        read_path_label_list(str(listing))
+    listing.write_text("\n")
+    with pytest.raises(AnnotationError, match="no videos"):
+        read_path_label_list(str(listing))
+
+
+def test_folder_per_class_labels_follow_sorted_folder_names(tmp_path):
+    for name in ["b_walk/1.mp4", "a_run/2.webm", "a_run/notes.txt", "c_jump/x/3.mkv"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    videos = read_folder_per_class(str(tmp_path))
+    assert [(v.path[len(str(tmp_path)) + 1 :], v.label) for v in videos] == [("a_run/2.webm", 0), ("b_walk/1.mp4", 1), ("c_jump/x/3.mkv", 2)]
+
+
+def test_ssv2_json_labels_through_the_bracket_stripped_template(tmp_path):
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"Putting something on something": "5", "Pushing something": "0"}))
+    split = tmp_path / "train.json"
+    split.write_text(json.dumps([{"id": "42", "template": "Putting [something] on [something]"}, {"id": "7", "template": "Pushing [something]"}]))
+    assert read_ssv2_json(str(labels), str(split), video_dir="/v") == [LabeledVideo("/v/42.webm", 5), LabeledVideo("/v/7.webm", 0)]
+    split.write_text(json.dumps([{"id": "1", "template": "Juggling [something]"}]))
+    with pytest.raises(AnnotationError, match=r"train\.json, entry 0"):
+        read_ssv2_json(str(labels), str(split), video_dir="/v")
+
+
+def test_strip_template():
+    assert strip_template("Moving [part] of [something]") == "Moving part of something"

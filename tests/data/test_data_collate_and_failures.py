@@ -1,0 +1,67 @@
+import logging
+import time
+
+import pytest
+import torch
+
+from common.data import (
+    BadFileLog,
+    BoundedCall,
+    SampleError,
+    batch_inputs,
+    call_with_timeout,
+    collate_clips,
+    collate_views,
+    load_with_substitutes,
+)
+
+
+def test_collate_clips_flattens_repeated_views_into_the_batch():
+    item = lambda i: [{"video": torch.full((3, 2, 4, 4), float(i)), "label": i, "path": f"{i}", "aug_index": k} for k in range(2)]  # noqa: E731
+    batch = collate_clips([item(0), item(1), item(2)])
+    assert batch["video"].shape == (6, 3, 2, 4, 4) and batch["label"].tolist() == [0, 0, 1, 1, 2, 2]
+    assert batch["aug_index"].tolist() == [0, 1] * 3 and batch["path"] == ["0", "0", "1", "1", "2", "2"]
+    assert batch_inputs(batch) is batch["video"]
+
+
+def test_collate_views_stacks_views_and_batch_inputs_finds_images():
+    item = {"video": torch.zeros(15, 3, 2, 4, 4), "temporal_index": torch.arange(15) // 3, "label": 1, "error": ""}
+    batch = collate_views([item, item])
+    assert batch["video"].shape == (2, 15, 3, 2, 4, 4) and batch["temporal_index"].shape == (2, 15) and batch["error"] == ["", ""]
+    images = collate_clips([[{"image": torch.zeros(3, 4, 4), "label": 0}]])
+    assert batch_inputs(images).shape == (1, 3, 4, 4)
+    with pytest.raises(KeyError, match="input keys"):
+        batch_inputs({"label": torch.zeros(1)})
+
+
+def test_load_with_substitutes_counts_skips_and_logs_each_bad_path_once(caplog, monkeypatch):
+    bad = {1, 2}
+
+    def load(i):
+        if i in bad:
+            raise SampleError(f"f{i}", "broken")
+        return i
+
+    choices = iter([2, 1, 3, 0])
+    monkeypatch.setattr("random.randrange", lambda n: next(choices))
+    log = BadFileLog()
+    with caplog.at_level(logging.WARNING):
+        assert load_with_substitutes(load, 1, num_items=4, path_of=lambda i: f"f{i}", bad_files=log, max_retries=5) == (3, 3)
+        assert load_with_substitutes(load, 0, num_items=4, path_of=lambda i: f"f{i}", bad_files=log, max_retries=5) == (0, 0)
+    assert [r.getMessage() for r in caplog.records] == ["skipping bad file f1: broken", "skipping bad file f2: broken"]
+    assert len(log) == 2 and log.is_bad("f1") and not log.is_bad("f0")
+    bad.update({0, 3})
+    monkeypatch.setattr("random.randrange", lambda n: 0)
+    with pytest.raises(RuntimeError, match="3 files in a row"):
+        load_with_substitutes(load, 1, num_items=3, path_of=lambda i: f"g{i}", bad_files=BadFileLog(), max_retries=2)
+
+
+def test_call_with_timeout_returns_raises_and_times_out():
+    assert call_with_timeout(lambda: 5, 1.0) == 5 and call_with_timeout(lambda: 6, 0) == 6
+    with pytest.raises(ZeroDivisionError):
+        call_with_timeout(lambda: 1 / 0, 1.0)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        call_with_timeout(lambda: time.sleep(3), 0.2)
+    assert time.monotonic() - start < 1.0
+    assert BoundedCall(lambda: 7).result(0) == 7
