@@ -14,6 +14,9 @@ from common.engine.jobs import run_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo" / "video_pretrain.yaml"
+DEMO_CLIPS_PER_CLASS = (24, 4, 4)  # train / val / test clips per class: 12 demo steps per epoch
+DEMO_IMAGES_PER_CLASS = (24, 4)  # train / val
+DEMO_IMAGE_SIZE = (112, 128)
 JOB_HELP = {
     "pretrain": "Masked-autoencoder pretraining (ConvMAE / VideoConvMAE).",
     "finetune": "End-to-end finetuning of a classifier from pretrained weights.",
@@ -55,10 +58,12 @@ def ensure_synthetic_dataset(cfg: CfgNode) -> None:
         return
     if cfg.DATA.DATASET.lower() == "imagenet":
         from imageconvmae.data.synthetic import make_synthetic_image_folder
-        make_synthetic_image_folder(str(folder))
+        make_synthetic_image_folder(str(folder), images_per_class=DEMO_IMAGES_PER_CLASS,
+                                    height=DEMO_IMAGE_SIZE[0], width=DEMO_IMAGE_SIZE[1])
     else:
         from videoconvmae.data.synthetic import make_synthetic_video_dataset
-        make_synthetic_video_dataset(str(folder.parent), formats=(folder.name,))
+        make_synthetic_video_dataset(str(folder.parent), clips_per_class=DEMO_CLIPS_PER_CLASS,
+                                     formats=(folder.name,))
 
 
 def main(job: str, argv: Optional[List[str]] = None) -> dict:

@@ -89,12 +89,15 @@ def predict_videos(model: nn.Module, batches: Iterable[Dict[str, Any]], *, input
 
 
 def _video_results(batch: Dict[str, Any], scores: torch.Tensor, num_views: int) -> List[VideoResult]:
+    """Results of one batch: multi-view video items carry ``video_index`` and ``error``, image
+    items ``index`` and no error."""
     top = scores.topk(min(TOPK, scores.shape[1]), dim=1).indices.tolist()
     errors = batch.get("error") or [""] * len(top)
+    indices_of_items = batch["video_index"] if "video_index" in batch else batch["index"]
     out = []
     for i, (indices, error) in enumerate(zip(top, errors)):
         out.append(VideoResult(
-            index=int(batch["video_index"][i]),
+            index=int(indices_of_items[i]),
             path=str(batch["path"][i]),
             label=int(batch["label"][i]),
             prediction=-1 if error else indices[0],

@@ -95,6 +95,12 @@ def build_loss_fn(cfg: CfgNode, spec: JobSpec, device: torch.device) -> LossFn:
     return classification_loss
 
 
+def clips_per_step(cfg: CfgNode) -> int:
+    """Samples per optimizer step over all ranks (the lr scaling batch): TRAIN.BATCH_SIZE items x
+    TRAIN.ACCUM_ITER x DATA.REPEATED_SAMPLING clips per item."""
+    return cfg.TRAIN.BATCH_SIZE * cfg.TRAIN.ACCUM_ITER * cfg.DATA.REPEATED_SAMPLING
+
+
 def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
     """Train (resuming from ``OUTPUT_DIR/checkpoint-last.pth`` if present); returns the last epoch's log."""
     model = prepare_model(cfg, spec).to(dist.device)
@@ -105,7 +111,7 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
     if steps == 0:
         raise ValueError(f"the {spec.train_mode} dataset gives no full step of TRAIN.BATCH_SIZE "
                          f"{cfg.TRAIN.BATCH_SIZE} x TRAIN.ACCUM_ITER {cfg.TRAIN.ACCUM_ITER}")
-    lr = scaled_lr(cfg.SOLVER.BASE_LR, cfg.TRAIN.BATCH_SIZE * cfg.TRAIN.ACCUM_ITER)
+    lr = scaled_lr(cfg.SOLVER.BASE_LR, clips_per_step(cfg))
     optimizer = build_optimizer(model, method=cfg.SOLVER.OPTIMIZING_METHOD, lr=lr,
                                 weight_decay=cfg.SOLVER.WEIGHT_DECAY, layer_decay=cfg.SOLVER.LAYER_DECAY,
                                 betas=cfg.SOLVER.BETAS, momentum=cfg.SOLVER.MOMENTUM)
@@ -126,7 +132,7 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
         max_epoch=cfg.SOLVER.MAX_EPOCH, output_dir=cfg.OUTPUT_DIR, cfg_yaml=cfg.dump(),
     )
     logger.info("%s: %d steps/epoch of %d samples, lr %.3e, precision %s, %d rank(s)", cfg.MODEL.NAME, steps,
-                cfg.TRAIN.BATCH_SIZE * cfg.TRAIN.ACCUM_ITER, lr, precision.dtype or "fp32", dist.world_size)
+                clips_per_step(cfg), lr, precision.dtype or "fp32", dist.world_size)
     return _epochs(cfg, state, conf, loader, val_loader, steps)
 
 

@@ -24,7 +24,7 @@ def _losses(output_dir):
 @pytest.mark.parametrize("modality", ["video", "image"])
 def test_pretrain_finetune_linprobe_test(tmp_path, modality):
     pre = tmp_path / "pre"
-    record = run_job("pretrain", toy_cfg(f"{modality}_pretrain", pre))
+    record = run_job("pretrain", toy_cfg(f"{modality}_pretrain", pre, "TRAIN.CHECKPOINT_PERIOD", "1"))
     assert record["epoch"] == 2 and torch.isfinite(torch.tensor(record["train_loss"]))
     assert {"checkpoint-last.pth", "checkpoint-1.pth", "checkpoint-2.pth", "config.yaml", "log.jsonl", "log.txt"} \
         <= set(os.listdir(pre))
@@ -48,7 +48,8 @@ def test_pretrain_finetune_linprobe_test(tmp_path, modality):
 
 def test_overfit_loss_decreases(tmp_path):
     cfg = toy_cfg("image_finetune", tmp_path, "MIXUP.ENABLE", "False", "AUG.LABEL_SMOOTHING", "0.0",
-                  "SOLVER.MAX_EPOCH", "8", "SOLVER.WARMUP_EPOCHS", "0.0", "SOLVER.BASE_LR", "0.05",
+                  "SOLVER.MAX_EPOCH", "10", "SOLVER.WARMUP_EPOCHS", "0.0", "SOLVER.BASE_LR", "0.3",
+                  "SOLVER.LAYER_DECAY", "1.0", "SOLVER.WEIGHT_DECAY", "0.0",
                   "MODEL.DROP_PATH_RATE", "0.0", "TRAIN.CHECKPOINT_FILE_PATH", "", "TRAIN.CHECKPOINT_PERIOD", "100")
     run_job("finetune", cfg)
     losses = _losses(tmp_path)
@@ -128,7 +129,7 @@ def test_gradient_accumulation_matches_big_batch(tmp_path):
 def test_model_kwargs_from_config(tmp_path):
     cfg = toy_cfg("video_pretrain", tmp_path)
     kwargs = model_kwargs(cfg, pretraining=True, crop_size=64)
-    assert kwargs["num_frames"] == 4 and kwargs["embed_dim"] == [32, 48, 64] and kwargs["mask_ratio"] == 0.75
+    assert kwargs["num_frames"] == 4 and kwargs["embed_dim"] == [16, 24, 32] and kwargs["mask_ratio"] == 0.9
     assert "num_classes" not in kwargs
     image = model_kwargs(toy_cfg("image_finetune", tmp_path), pretraining=False, crop_size=64)
     assert "num_frames" not in image and image["num_classes"] == 4

@@ -13,6 +13,8 @@ from common.data import register_dataset, registered_datasets
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo"
 
 TOY_NAME = "toy"
+TINY_MODEL = ["MODEL.EMBED_DIM", "[16, 24, 32]", "MODEL.DEPTH", "[1, 1, 2]", "MODEL.MLP_RATIO", "[2.0, 2.0, 2.0]",
+              "MODEL.NUM_HEADS", "2", "MODEL.DECODER_EMBED_DIM", "16", "MODEL.DECODER_NUM_HEADS", "2"]
 
 
 class ToyDataset(Dataset):
@@ -54,9 +56,9 @@ def register_toy_dataset() -> None:
 
 
 def toy_overrides(output_dir: Path, *extra: str) -> List[str]:
-    """Overrides that run a demo recipe on the in-memory toy dataset (4x32x32 clips / 32x32
-    images), 2 epochs, loading in the main process."""
-    return ["DATA.DATASET", TOY_NAME, "OUTPUT_DIR", str(output_dir), "SOLVER.MAX_EPOCH", "2",
+    """Overrides that run a demo recipe with a tiny model on the in-memory toy dataset (4x32x32
+    clips / 32x32 images), 2 epochs, loading in the main process."""
+    return ["DATA.DATASET", TOY_NAME, "OUTPUT_DIR", str(output_dir), "SOLVER.MAX_EPOCH", "2", *TINY_MODEL,
             "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
             "DATA_LOADER.NUM_WORKERS", "0", "LOG.TENSORBOARD", "False", *extra]
 
@@ -64,3 +66,16 @@ def toy_overrides(output_dir: Path, *extra: str) -> List[str]:
 def toy_cfg(recipe: str, output_dir: Path, *extra: str):
     """``configs/demo/<recipe>.yaml`` on the toy dataset (``extra``: more KEY VALUE overrides)."""
     return load_config(str(DEMO / f"{recipe}.yaml"), toy_overrides(output_dir, *extra))
+
+
+def real_overrides(output_dir: Path, data_dir: Path, *extra: str) -> List[str]:
+    """Overrides that run a demo recipe with a tiny model on generated media (``data_dir``), 3 classes."""
+    return ["DATA.PATH_TO_DATA_DIR", str(data_dir), "OUTPUT_DIR", str(output_dir), "DATA.NUM_CLASSES", "3",
+            "SOLVER.MAX_EPOCH", "1", *TINY_MODEL, "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32",
+            "DATA.TEST_CROP_SIZE", "32", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "2",
+            "DATA_LOADER.NUM_WORKERS", "0", "LOG.TENSORBOARD", "False", *extra]
+
+
+def real_cfg(recipe: str, output_dir: Path, data_dir: Path, *extra: str):
+    """``configs/demo/<recipe>.yaml`` on generated media."""
+    return load_config(str(DEMO / f"{recipe}.yaml"), real_overrides(output_dir, data_dir, *extra))

@@ -1,0 +1,104 @@
+"""Reconstruction pictures of a pretraining checkpoint on a video or image file, and the
+training curve of a run: what ``tools/visualize.py`` and the demo write.
+
+The checkpoint's own resolved config (stored under ``cfg`` by the training loop) rebuilds the
+model and gives the clip geometry; a config can be passed instead for other checkpoints.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import yaml
+from fvcore.common.config import CfgNode
+from torch import nn
+
+from common.checkpoint import CheckpointError, model_state_dict, safe_load
+from common.config import get_cfg
+from common.engine.builders import build_model, is_video
+from common.visualization import (plot_training_curve, reconstruction_panels, save_reconstruction_gif,
+                                  save_reconstruction_png)
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+DECODER_KEY = "decoder_pred.weight"  # only pretraining (masked autoencoder) weights have it
+
+
+def config_of_checkpoint(checkpoint: dict, path: Path) -> CfgNode:
+    """The resolved config a training checkpoint stores under ``cfg`` (YAML text), frozen."""
+    if not checkpoint.get("cfg"):
+        raise CheckpointError(f"{path} stores no config: pass the run's config (--cfg)")
+    cfg = get_cfg()
+    cfg.merge_from_other_cfg(CfgNode(yaml.safe_load(checkpoint["cfg"])))
+    cfg.freeze()
+    return cfg
+
+
+def load_pretraining_model(path: Path, cfg: Optional[CfgNode] = None) -> Tuple[nn.Module, CfgNode]:
+    """The masked autoencoder of pretraining checkpoint ``path`` in eval mode, and its config
+    (``cfg`` if given, else the one stored in the checkpoint)."""
+    checkpoint = safe_load(path)
+    weights = model_state_dict(checkpoint)
+    if DECODER_KEY not in weights:
+        raise CheckpointError(f"{path} is not a pretraining (masked autoencoder) checkpoint: no {DECODER_KEY}")
+    cfg = cfg if cfg is not None else config_of_checkpoint(checkpoint, path)
+    model = build_model(cfg, pretraining=True, crop_size=cfg.DATA.TRAIN_CROP_SIZE)
+    model.load_state_dict(weights)
+    return model.eval(), cfg
+
+
+def load_video_clip(path: Path, cfg: CfgNode) -> torch.Tensor:
+    """The centre clip of the video at ``path`` as the model sees it: (1, C, T, S, S), normalised,
+    ``DATA.NUM_FRAMES`` frames ``DATA.SAMPLING_RATE`` apart, centre square crop of ``DATA.TRAIN_CROP_SIZE``."""
+    from videoconvmae.data import CentreViewTransform, build_clip_chooser, build_decoder
+
+    data = cfg.DATA
+    decoder = build_decoder(data.DECODING_BACKEND, fallback=data.DECODE_FALLBACK, timeout_s=data.DECODE_TIMEOUT)
+    choose = build_clip_chooser(mode=data.SAMPLING_MODE, training=False, num_frames=data.NUM_FRAMES,
+                                stride=data.SAMPLING_RATE, num_clips=1)
+    clip = decoder.decode(str(path), choose).clip(0)
+    return CentreViewTransform(crop_size=data.TRAIN_CROP_SIZE, mean=data.MEAN, std=data.STD)(clip)[None]
+
+
+def load_image(path: Path, cfg: CfgNode) -> torch.Tensor:
+    """The image at ``path`` as the model sees it: (1, C, S, S), resized, centre-cropped, normalised."""
+    from imageconvmae.data.dataset import load_rgb
+    from imageconvmae.data.transforms import build_eval_image_transform
+
+    data = cfg.DATA
+    transform = build_eval_image_transform(crop_size=data.TRAIN_CROP_SIZE, crop_pct=data.IMAGE_TEST_CROP_PCT,
+                                           mean=data.MEAN, std=data.STD)
+    return transform(load_rgb(str(path)))[None]
+
+
+def write_reconstruction(checkpoint: Path, media: Path, output_dir: Path, *, name: str = "reconstruction",
+                         cfg: Optional[CfgNode] = None, seed: int = 0) -> List[Path]:
+    """Reconstruct ``media`` (a video, or an image for image models) with pretraining
+    ``checkpoint`` under a random mask drawn from ``seed``; writes ``output_dir/name.png``
+    (rows: original, masked input, reconstruction, reconstruction pasted into the visible
+    input; one column per frame) and, for videos, ``name.gif``. Returns the written paths."""
+    model, cfg = load_pretraining_model(Path(checkpoint), cfg)
+    video = is_video(cfg)
+    if video == (Path(media).suffix.lower() in IMAGE_SUFFIXES):
+        kind = "video" if video else "image"
+        raise ValueError(f"{media}: the checkpoint's model ({cfg.MODEL.NAME}) needs a {kind} file")
+    x = load_video_clip(Path(media), cfg) if video else load_image(Path(media), cfg)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        panels = reconstruction_panels(model, x, mean=cfg.DATA.MEAN, std=cfg.DATA.STD)
+    output_dir = Path(output_dir)
+    paths = [save_reconstruction_png(panels, output_dir / f"{name}.png")]
+    if video:
+        paths.append(save_reconstruction_gif(panels, output_dir / f"{name}.gif"))
+    logger.info("reconstruction of %s written to %s", media, ", ".join(map(str, paths)))
+    return paths
+
+
+def write_training_curve(log_path: Path, png_path: Path, keys: Sequence[str] = ("train_loss",)) -> Path:
+    """Plot ``keys`` of a run's JSON-lines log (``OUTPUT_DIR/log.jsonl``) against the epoch."""
+    path = plot_training_curve(Path(log_path), Path(png_path), keys)
+    logger.info("training curve of %s written to %s", log_path, path)
+    return path
