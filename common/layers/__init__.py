@@ -10,6 +10,7 @@ from common.layers.blocks import (
     to_blocks,
     transformer_block,
 )
+from common.layers.sparse_conv import gather_windows, visible_depthwise, window_rows
 
 __all__ = [
     "ConvBlock",
@@ -17,8 +18,11 @@ __all__ = [
     "PatchEmbed",
     "blockwise_conv",
     "conv_nd",
+    "gather_windows",
     "grid_after",
     "strided_conv",
     "to_blocks",
     "transformer_block",
+    "visible_depthwise",
+    "window_rows",
 ]

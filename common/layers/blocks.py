@@ -16,6 +16,8 @@ from timm.layers import DropPath
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from common.layers.sparse_conv import visible_depthwise
+
 # Official ConvMAE: the default LayerNorm eps in the conv stages, 1e-6 in stage 3 and decoder.
 CONV_STAGE_NORM = nn.LayerNorm
 TRANSFORMER_NORM = partial(nn.LayerNorm, eps=1e-6)
@@ -160,6 +162,18 @@ class ConvBlock(nn.Module):
             y = y * visible
         y = _pointwise(self.conv2, self.depthwise(y))
         x = x + self.drop_path(y)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def forward_visible(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The masked block on visible blocks only (the sparse path of pretraining).
+
+        ``x``: (N, L_visible, *block, C), the visible blocks of a block-wise mask (masked
+        positions are implicitly zero); ``rows``: their ``window_rows``. Equal to ``forward``
+        with the visibility map at the visible positions.
+        """
+        y = _pointwise(self.conv1, self.norm1(x))
+        y = visible_depthwise(self.attn, y.flatten(0, 1), rows).reshape(y.shape)
+        x = x + self.drop_path(_pointwise(self.conv2, y))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 

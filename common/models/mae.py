@@ -20,6 +20,7 @@ from common.masking import (
 )
 from common.models.convvit import ConvViTBackbone
 from common.models.reconstruction import masked_mse, patchify, reconstruction_targets
+from common.models.sparse import visible_conv_stages, visible_multi_scale
 
 MASKING_MODES = ("block", "input_token")
 
@@ -45,6 +46,10 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
         masking: "block" (the mask is drawn on the stage-3 grid and upsampled) or
             "input_token" (ablation: MAE random masking on the stage-1 grid, so stage 3 must
             process every token).
+        sparse_conv: run stages 1-2 on the visible blocks only (``common.models.sparse``;
+            same results as the dense masked path, a fraction of its cost). The ablations
+            ``masking="input_token"`` and ``masked_conv=False`` always take the dense path,
+            as does ``sparse_conv=False`` (the reference).
     """
 
     def __init__(
@@ -59,6 +64,7 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
         masked_conv: bool = True,
         multi_scale_decoder: bool = True,
         masking: str = "block",
+        sparse_conv: bool = True,
         **backbone_kwargs,
     ):
         super().__init__(**backbone_kwargs)
@@ -77,6 +83,7 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
         self.masked_conv = masked_conv
         self.multi_scale_decoder = multi_scale_decoder
         self.masking = masking
+        self.sparse_conv = sparse_conv
         s1, s2, s3 = self.stage_strides
         # Factors from the stage-3 grid up to the stage-1 and stage-2 grids.
         self.mask_upsampling = (tuple(a * b for a, b in zip(s2, s3)), s3)
@@ -135,12 +142,35 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
     def forward_encoder(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Block-wise masked encoding. ``mask`` (N, L) -> latent (N, L_visible, C3), ids_restore."""
         ids_keep, ids_restore = visible_indices(mask)
+        if self.sparse_conv and self.masked_conv:
+            tokens, fusion = self._visible_features_sparse(x, ids_keep)
+        else:
+            tokens, fusion = self._visible_features_dense(x, mask, ids_keep)
+        tokens = self.forward_stage3(tokens)
+        if fusion is not None:
+            tokens = tokens + fusion
+        return self.norm(tokens), ids_restore
+
+    def _visible_features_sparse(
+        self, x: torch.Tensor, ids_keep: torch.Tensor
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Stage-3 input tokens (with position embedding) and the multi-scale features (or
+        None) at the visible tokens, both (N, L_visible, C3), from the visible blocks only."""
+        x1, x2, tokens = visible_conv_stages(self, x, ids_keep)
+        tokens = tokens + self.pos_embed[0][ids_keep]
+        if not self.multi_scale_decoder:
+            return tokens, None
+        return tokens, visible_multi_scale(self.stage1_output_decode, self.stage2_output_decode, x1, x2)
+
+    def _visible_features_dense(
+        self, x: torch.Tensor, mask: torch.Tensor, ids_keep: torch.Tensor
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """As ``_visible_features_sparse``, from the full grids with masked convolution."""
         x1, x2, tokens = self.forward_conv_stages(x, *self._visible_maps(mask, x.dtype))
         tokens = _gather_tokens(tokens + self.pos_embed, ids_keep)
-        tokens = self.forward_stage3(tokens)
-        if self.multi_scale_decoder:
-            tokens = tokens + _gather_tokens(self._multi_scale(x1, x2), ids_keep)
-        return self.norm(tokens), ids_restore
+        if not self.multi_scale_decoder:
+            return tokens, None
+        return tokens, _gather_tokens(self._multi_scale(x1, x2), ids_keep)
 
     def _multi_scale(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """SC(E1) + SC(E2) on the stage-3 grid, as tokens (N, L, C3)."""
