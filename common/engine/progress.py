@@ -76,8 +76,8 @@ class EpochMeter:
         return self.data_time.mean + self.compute_time.mean
 
     def progress_line(self, *, epoch: int, max_epoch: int, step: int) -> str:
-        """``epoch e/E it i/I eta loss lr data compute throughput`` for the log."""
-        remaining = (self.steps_total - step) * self.step_time
+        """``epoch e/E it i/I eta loss lr data compute throughput`` for the log (ETA of the run)."""
+        remaining = (self.steps_total - step + (max_epoch - epoch - 1) * self.steps_total) * self.step_time
         throughput = self.samples / max(self.data_time.total + self.compute_time.total, 1e-9)
         return (
             f"epoch {epoch + 1}/{max_epoch} it {step}/{self.steps_total} "

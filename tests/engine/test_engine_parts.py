@@ -58,7 +58,7 @@ def test_epoch_meter_line_and_summary():
     meter.update(loss=2.0, lr=0.1, data_time=0.1, compute_time=0.9, samples=8)
     meter.update(loss=1.0, lr=0.2, data_time=0.1, compute_time=0.9, samples=8)
     line = meter.progress_line(epoch=0, max_epoch=3, step=2)
-    for part in ("epoch 1/3", "it 2/4", "eta 0:00:02", "loss 1.0000 (1.5000)", "lr 2.000e-01",
+    for part in ("epoch 1/3", "it 2/4", "eta 0:00:10", "loss 1.0000 (1.5000)", "lr 2.000e-01",
                  "data 0.100s", "compute 0.900s", "(10.0% wait)", "8.0 samples/s"):
         assert part in line
     summary = meter.summary()
