@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence
 from fvcore.common.config import CfgNode
 
 from common.config import load_config
+from common.engine.distributed import shutdown_distributed
 from common.engine.jobs import run_job
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -69,4 +70,7 @@ def ensure_synthetic_dataset(cfg: CfgNode) -> None:
 def main(job: str, argv: Optional[List[str]] = None) -> dict:
     """Entry point of ``tools/<job>.py``."""
     cfg = config_from_args(job, sys.argv[1:] if argv is None else argv)
-    return run_job(job, cfg)
+    try:
+        return run_job(job, cfg)
+    finally:
+        shutdown_distributed()

@@ -170,7 +170,7 @@ def _validate(cfg: CfgNode, state: TrainState, conf: StepConfig, val_loader) -> 
                              input_ndim=input_ndim(cfg), precision=conf.precision)
 
 
-def test_checkpoint_path(cfg: CfgNode) -> str:
+def resolve_test_checkpoint(cfg: CfgNode) -> str:
     """``TEST.CHECKPOINT_FILE_PATH``, else ``OUTPUT_DIR/checkpoint-last.pth``."""
     path: Optional[str] = cfg.TEST.CHECKPOINT_FILE_PATH or find_resume_checkpoint(cfg.OUTPUT_DIR)
     if not path:
@@ -180,7 +180,7 @@ def test_checkpoint_path(cfg: CfgNode) -> str:
 
 def run_test(cfg: CfgNode, dist: DistInfo) -> Dict[str, Any]:
     """Multi-view test of a classifier checkpoint; writes predictions.csv and test_results.json."""
-    path = test_checkpoint_path(cfg)
+    path = resolve_test_checkpoint(cfg)
     weights = model_state_dict(safe_load(path))
     model = build_model(cfg, pretraining=False, crop_size=cfg.DATA.TEST_CROP_SIZE)
     if has_probe_head(weights):

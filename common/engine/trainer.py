@@ -86,14 +86,14 @@ def train_one_epoch(
     for step in range(state.position.epoch_iteration, steps):
         lr = conf.schedule(state.position.iteration)
         set_lr(state.optimizer, lr)
-        loss, stepped, samples, data_time, compute_time, failures = _optimizer_step(state, batches, conf)
-        meter.decode_failures += failures
-        skipped, preempted = any_rank([not stepped, _preempt_requested(preemption)], conf.dist.device)
+        result = _optimizer_step(state, batches, conf)
+        meter.decode_failures += result.decode_failures
+        skipped, preempted = any_rank([not result.stepped, _preempt_requested(preemption)], conf.dist.device)
         if skipped:
-            _count_nonfinite(state, meter, conf, loss)
+            _count_nonfinite(state, meter, conf, result.loss)
         else:
-            meter.update(loss=loss, lr=lr, data_time=data_time, compute_time=compute_time,
-                         samples=samples * conf.dist.world_size)
+            meter.update(loss=result.loss, lr=lr, data_time=result.data_time, compute_time=result.compute_time,
+                         samples=result.samples * conf.dist.world_size)
         pos = state.position
         state.position = Position(pos.epoch, pos.iteration + 1, step + 1)
         if (step + 1) % conf.log_period == 0 or step + 1 == steps:
@@ -103,12 +103,22 @@ def train_one_epoch(
     return _epoch_summary(meter, conf)
 
 
-def _optimizer_step(state: TrainState, batches: Iterator[Dict[str, Any]], conf: StepConfig):
-    """Accumulate ``accum_iter`` micro-batches and step.
+@dataclass
+class StepResult:
+    """One optimizer step on this rank: mean loss, whether the optimizer stepped, figures."""
 
-    Returns (loss, stepped, samples, data time, compute time, decode failures) of this rank.
-    """
-    loss_sum, samples, data_time, compute_time, failures = 0.0, 0, 0.0, 0.0, 0
+    loss: float = 0.0
+    stepped: bool = False
+    samples: int = 0
+    data_time: float = 0.0
+    compute_time: float = 0.0
+    decode_failures: int = 0
+
+
+def _optimizer_step(state: TrainState, batches: Iterator[Dict[str, Any]], conf: StepConfig) -> StepResult:
+    """Accumulate ``accum_iter`` micro-batches (forward + backward each) and step once."""
+    result = StepResult()
+    loss_sum = 0.0
     for micro in range(conf.accum_iter):
         start = time.perf_counter()
         batch = next(batches)
@@ -119,15 +129,15 @@ def _optimizer_step(state: TrainState, batches: Iterator[Dict[str, Any]], conf: 
                 loss = conf.loss_fn(state.model, batch)
             _backward(loss / conf.accum_iter, state.scaler)
         loss_sum += loss.item()
-        samples += _batch_size(batch)
-        failures += int(batch.get("decode_failures", torch.zeros(1)).sum())
-        data_time += fetched - start
-        compute_time += time.perf_counter() - fetched
+        result.samples += _batch_size(batch)
+        result.decode_failures += int(batch.get("decode_failures", torch.zeros(1)).sum())
+        result.data_time += fetched - start
+        result.compute_time += time.perf_counter() - fetched
     start = time.perf_counter()
-    loss_value = loss_sum / conf.accum_iter
-    stepped = _apply_gradients(state, conf, finite_loss=math.isfinite(loss_value))
-    compute_time += time.perf_counter() - start
-    return loss_value, stepped, samples, data_time, compute_time, failures
+    result.loss = loss_sum / conf.accum_iter
+    result.stepped = _apply_gradients(state, conf, finite_loss=math.isfinite(result.loss))
+    result.compute_time += time.perf_counter() - start
+    return result
 
 
 def _backward(loss: torch.Tensor, scaler: Optional[torch.amp.GradScaler]) -> None:
