@@ -1,0 +1,324 @@
+"""One pretraining step (forward + backward + AdamW), dense vs sparse conv stages.
+
+VideoConvMAE-B on 16x224x224 clips at 90% tube masking and ConvMAE-B on 224x224 images at
+75% random (block-wise) masking. Per model: one model, one AdamW and one input/mask pair; the
+dense masked path (``sparse_conv=False``) and the sparse path alternate, repetition after
+repetition, and the median seconds per step are compared. Also printed:
+
+- peak memory of a step, after a warm-up step: on CUDA ``torch.cuda.max_memory_allocated``
+  (weights, gradients, optimizer state and activations); on CPU the same quantity read from
+  the resident set of a fresh subprocess per variant: its high-water mark (``VmHWM``, reset
+  through ``/proc/self/clear_refs`` after the warm-up) minus its resident set before the
+  model was built (interpreter and libraries). glibc is told to serve every allocation of
+  64 KiB or more with mmap (``MALLOC_MMAP_THRESHOLD_``), so freed tensors leave the
+  resident set at once and it follows the live tensors. The whole process peak is printed
+  too;
+- forward multiply-adds counted by fvcore (``FlopCountAnalysis``, one multiply-add = one
+  "flop" in fvcore's convention; handles added for ``scaled_dot_product_attention`` and the
+  sparse depthwise op), and the achieved rate of a step, 3 x forward x 2 FLOPs / step time
+  (backward ~ 2 x forward), against a measured fp32 matmul rate on the same device.
+
+The last line is one JSON object. Example (the figures in docs/performance.md)::
+
+    python benchmarks/pretrain_step.py --batch 1 --threads 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common.models import create_model  # noqa: E402
+
+VARIANTS = ("dense", "sparse")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A model and its input: registry name, factory overrides, input shape, mask ratio."""
+
+    key: str
+    model: str
+    overrides: Dict[str, object]
+    input_shape: Tuple[int, ...]
+    mask_ratio: float
+
+
+def workloads(args: argparse.Namespace) -> List[Workload]:
+    """The video and/or image workloads selected on the command line."""
+    chosen = []
+    if "video" in args.models:
+        size = dict(num_frames=args.frames, img_size=args.video_size)
+        chosen.append(Workload("video", "videoconvmae_base_patch16", size,
+                               (3, args.frames, args.video_size, args.video_size), args.video_mask))
+    if "image" in args.models:
+        chosen.append(Workload("image", "convmae_convvit_base_patch16", dict(img_size=args.image_size),
+                               (3, args.image_size, args.image_size), args.image_mask))
+    return chosen
+
+
+# -- building -------------------------------------------------------------------------------
+
+def build(work: Workload, batch: int, device: torch.device, seed: int = 0):
+    """The model, AdamW (paper betas), one input batch and one fixed mask, all seeded."""
+    torch.manual_seed(seed)
+    model = create_model(work.model, mask_ratio=work.mask_ratio, **work.overrides).to(device).train()
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05
+    )
+    x = torch.randn(batch, *work.input_shape, device=device)
+    mask = model.random_masking(batch, work.mask_ratio, device=device)
+    return model, optimizer, x, mask
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, mask: torch.Tensor) -> None:
+    """Forward, backward and one AdamW step."""
+    loss, _, _ = model(x, mask=mask)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], None], device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+# -- time -----------------------------------------------------------------------------------
+
+def step_times(work: Workload, args: argparse.Namespace, device: torch.device) -> Dict[str, List[float]]:
+    """Seconds per step of each variant, alternating dense / sparse after a warm-up of each."""
+    model, optimizer, x, mask = build(work, args.batch, device)
+    times: Dict[str, List[float]] = {v: [] for v in VARIANTS}
+    for rep in range(args.warmup + args.reps):
+        for variant in VARIANTS:
+            model.sparse_conv = variant == "sparse"
+            seconds = timed(lambda: train_step(model, optimizer, x, mask), device)
+            if rep >= args.warmup:
+                times[variant].append(seconds)
+    return times
+
+
+def matmul_gflops(size: int, device: torch.device, reps: int = 10) -> float:
+    """Measured fp32 matmul rate (GFLOP/s, 2 n^3 per product), median of ``reps``."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    a @ b
+    seconds = statistics.median(timed(lambda: a @ b, device) for _ in range(reps))
+    return 2 * size**3 / seconds / 1e9
+
+
+# -- flops ----------------------------------------------------------------------------------
+
+def _shape(value) -> List[int]:
+    return value.type().sizes()
+
+
+def _sdpa_macs(inputs, outputs) -> int:
+    """q @ k^T and attn @ v: 2 * N * heads * L_q * L_k * d multiply-adds."""
+    q, k = _shape(inputs[0]), _shape(inputs[1])
+    return 2 * math.prod(q) * k[-2]
+
+
+def _layer_norm_macs(inputs, outputs) -> int:
+    """fvcore's LayerNorm count (5 per element with affine) without its limit on the rank."""
+    return 5 * math.prod(_shape(inputs[0]))
+
+
+def _visible_depthwise_macs(inputs, outputs) -> int:
+    """Depthwise conv at the visible positions: output elements x kernel taps."""
+    weight = _shape(inputs[1])
+    return math.prod(_shape(outputs[0])) * math.prod(weight[2:])
+
+
+EXTRA_OP_HANDLES = {
+    "aten::scaled_dot_product_attention": _sdpa_macs,
+    "aten::layer_norm": _layer_norm_macs,
+    "prim::PythonOp._VisibleDepthwise": _visible_depthwise_macs,
+}
+
+
+class _ForwardWithMask(nn.Module):
+    """Traceable wrapper: (x, mask) -> (loss, pred)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        loss, pred, _ = self.model(x, mask=mask)
+        return loss, pred
+
+
+def forward_gmacs(work: Workload, batch: int, device: torch.device) -> Dict[str, float]:
+    """fvcore forward multiply-adds (billions) of each variant."""
+    from fvcore.nn import FlopCountAnalysis
+
+    model, _, x, mask = build(work, batch, device)
+    result = {}
+    for variant in VARIANTS:
+        model.sparse_conv = variant == "sparse"
+        counter = FlopCountAnalysis(_ForwardWithMask(model), (x, mask))
+        counter.set_op_handle(**EXTRA_OP_HANDLES)
+        counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        result[variant] = counter.total() / 1e9
+    return result
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> None:
+    """Reset VmHWM to the current resident set (Linux >= 4.0)."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+def step_memory_here(work: Workload, variant: str, batch: int, device: torch.device) -> Dict[str, float]:
+    """Peak memory (MiB) of one step of ``variant`` after a warm-up step, in this process.
+
+    ``peak_mib``: tensors (weights, optimizer state, gradients, activations) at the peak;
+    ``process_peak_mib``: everything the process holds then (CPU: VmHWM; CUDA: reserved).
+    """
+    runtime_kib = _status_kib("VmRSS")
+    model, optimizer, x, mask = build(work, batch, device)
+    model.sparse_conv = variant == "sparse"
+    train_step(model, optimizer, x, mask)  # allocates the optimizer state
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        train_step(model, optimizer, x, mask)
+        return {"peak_mib": torch.cuda.max_memory_allocated(device) / 2**20,
+                "process_peak_mib": torch.cuda.max_memory_reserved(device) / 2**20}
+    _reset_peak_rss()
+    train_step(model, optimizer, x, mask)
+    peak_kib = _status_kib("VmHWM")
+    return {"peak_mib": (peak_kib - runtime_kib) / 1024, "process_peak_mib": peak_kib / 1024}
+
+
+def step_memory(work: Workload, variant: str, args: argparse.Namespace, device: torch.device) -> Dict[str, float]:
+    """Peak step memory of one variant; on CPU measured in a fresh subprocess."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        return step_memory_here(work, variant, args.batch, device)
+    probe = json.dumps({"workload": asdict(work), "variant": variant, "batch": args.batch, "threads": args.threads})
+    command = [sys.executable, os.path.abspath(__file__), "--memory-probe", probe]
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+    output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def run_memory_probe(probe: Dict[str, object]) -> None:
+    """The subprocess side of ``step_memory`` (CPU): prints the figures as JSON."""
+    if probe["threads"]:
+        torch.set_num_threads(probe["threads"])
+    spec = probe["workload"]
+    work = Workload(**{**spec, "input_shape": tuple(spec["input_shape"])})
+    print(json.dumps(step_memory_here(work, probe["variant"], probe["batch"], torch.device("cpu"))))
+
+
+# -- report ---------------------------------------------------------------------------------
+
+def run_workload(work: Workload, args: argparse.Namespace, device: torch.device, peak_gflops: float) -> Dict[str, float]:
+    """Time, memory and FLOPs of one workload; prints a block and returns the figures."""
+    times = step_times(work, args, device)
+    median = {v: statistics.median(times[v]) for v in VARIANTS}
+    memory = {v: step_memory(work, v, args, device) for v in VARIANTS}
+    gmacs = forward_gmacs(work, args.batch, device) if args.flops else {v: float("nan") for v in VARIANTS}
+    print(f"== {work.key}: {work.model}, input (N={args.batch}, {', '.join(map(str, work.input_shape))}), "
+          f"mask ratio {work.mask_ratio}")
+    figures: Dict[str, float] = {}
+    for v in VARIANTS:
+        achieved = 3 * 2 * gmacs[v] / median[v]
+        print(f"  {v:6s} step {median[v]:.3f} s (median of {len(times[v])}: "
+              f"{', '.join(f'{t:.3f}' for t in times[v])}); peak memory {memory[v]['peak_mib']:.0f} MiB "
+              f"(process {memory[v]['process_peak_mib']:.0f} MiB); forward {gmacs[v]:.1f} GMACs; "
+              f"{achieved:.0f} GFLOP/s = {achieved / peak_gflops:.0%} of matmul")
+        figures[f"{work.key}_{v}_step_s"] = median[v]
+        figures[f"{work.key}_{v}_peak_mib"] = memory[v]["peak_mib"]
+        figures[f"{work.key}_{v}_process_peak_mib"] = memory[v]["process_peak_mib"]
+        figures[f"{work.key}_{v}_forward_gmacs"] = gmacs[v]
+        figures[f"{work.key}_{v}_fraction_of_matmul_peak"] = achieved / peak_gflops
+    figures[f"{work.key}_step_ratio"] = median["sparse"] / median["dense"]
+    figures[f"{work.key}_mem_ratio"] = memory["sparse"]["peak_mib"] / memory["dense"]["peak_mib"]
+    figures[f"{work.key}_process_mem_ratio"] = (
+        memory["sparse"]["process_peak_mib"] / memory["dense"]["process_peak_mib"]
+    )
+    figures[f"{work.key}_flop_ratio"] = gmacs["sparse"] / gmacs["dense"]
+    print(f"  sparse / dense: step {figures[f'{work.key}_step_ratio']:.3f}, peak memory "
+          f"{figures[f'{work.key}_mem_ratio']:.3f} (process {figures[f'{work.key}_process_mem_ratio']:.3f}), "
+          f"forward MACs {figures[f'{work.key}_flop_ratio']:.3f}")
+    return figures
+
+
+def _load() -> str:
+    """The 1-minute load average: other processes on the machine distort CPU timings."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", choices=("video", "image"), default=["video", "image"])
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    parser.add_argument("--reps", type=int, default=5, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per variant first")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--video-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--video-mask", type=float, default=0.9)
+    parser.add_argument("--image-mask", type=float, default=0.75)
+    parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--no-flops", dest="flops", action="store_false", help="skip the fvcore count")
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # internal, JSON
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
+    if args.memory_probe:
+        run_memory_probe(json.loads(args.memory_probe))
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    peak = matmul_gflops(args.matmul_size, device)
+    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"fp32 matmul {args.matmul_size}^3: {peak:.0f} GFLOP/s; load average {_load()}")
+    figures: Dict[str, float] = {"matmul_gflops": peak, "batch": args.batch, "threads": torch.get_num_threads()}
+    for work in workloads(args):
+        figures.update(run_workload(work, args, device, peak))
+    print(f"load average at the end {_load()}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

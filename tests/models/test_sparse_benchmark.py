@@ -1,0 +1,49 @@
+"""benchmarks/pretrain_step.py on tiny workloads: FLOP handles, memory probe, step timing."""
+import argparse
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+import torch
+
+from tests.models.tiny import TINY_DECODER
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "pretrain_step.py"
+TINY = dict(embed_dim=(16, 24, 32), depth=(1, 1, 1), num_heads=2, mlp_ratio=(2, 2, 2), **TINY_DECODER)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("pretrain_step_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def _video(bench):
+    return bench.Workload("video", "videoconvmae_small_patch16", dict(num_frames=4, img_size=32, **TINY),
+                          (3, 4, 32, 32), 0.75)
+
+
+def test_forward_flops_count_attention_and_sparse_depthwise(bench):
+    from fvcore.nn import FlopCountAnalysis
+
+    model, _, x, mask = bench.build(_video(bench), 2, torch.device("cpu"))
+    counter = FlopCountAnalysis(bench._ForwardWithMask(model), (x, mask))
+    counter.set_op_handle(**bench.EXTRA_OP_HANDLES)
+    counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+    by_op = counter.by_operator()
+    assert by_op["PythonOp._VisibleDepthwise"] > 0 and by_op["scaled_dot_product_attention"] > 0
+    gmacs = bench.forward_gmacs(_video(bench), 2, torch.device("cpu"))
+    assert 0 < gmacs["sparse"] < gmacs["dense"]
+
+
+def test_step_times_and_memory_probe(bench):
+    args = argparse.Namespace(batch=1, warmup=1, reps=2, threads=1)
+    times = bench.step_times(_video(bench), args, torch.device("cpu"))
+    assert {k: len(v) for k, v in times.items()} == {"dense": 2, "sparse": 2}
+    memory = bench.step_memory(_video(bench), "sparse", args, torch.device("cpu"))  # a subprocess
+    assert 0 < memory["peak_mib"] < memory["process_peak_mib"]
