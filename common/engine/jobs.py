@@ -68,10 +68,11 @@ def run_job(job: str, cfg: CfgNode) -> Dict[str, Any]:
     return run_training(cfg, dist, TRAINING_JOBS[job])
 
 
-def prepare_model(cfg: CfgNode, spec: JobSpec) -> nn.Module:
-    """The job's model with its starting weights (``TRAIN.CHECKPOINT_FILE_PATH``), probe head attached."""
+def prepare_model(cfg: CfgNode, spec: JobSpec, *, load_start_weights: bool = True) -> nn.Module:
+    """The job's model with its starting weights (``TRAIN.CHECKPOINT_FILE_PATH``, unless
+    ``load_start_weights`` is False: a resumed run), probe head attached."""
     model = build_model(cfg, pretraining=spec.pretraining, crop_size=cfg.DATA.TRAIN_CROP_SIZE)
-    if cfg.TRAIN.CHECKPOINT_FILE_PATH:
+    if cfg.TRAIN.CHECKPOINT_FILE_PATH and load_start_weights:
         load_initial_weights(model, cfg.TRAIN.CHECKPOINT_FILE_PATH, into_classifier=not spec.pretraining)
     return attach_probe_head(model) if spec.linear_probe else model
 
@@ -103,7 +104,8 @@ def clips_per_step(cfg: CfgNode) -> int:
 
 def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
     """Train (resuming from ``OUTPUT_DIR/checkpoint-last.pth`` if present); returns the last epoch's log."""
-    model = prepare_model(cfg, spec).to(dist.device)
+    resume = find_resume_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
+    model = prepare_model(cfg, spec, load_start_weights=resume is None).to(dist.device)
     precision = resolve_precision(cfg.TRAIN.PRECISION, dist.device)
     loader = build_train_loader(cfg, build_dataset(cfg, spec.train_mode), dist)
     val_loader = build_eval_loader(cfg, build_dataset(cfg, "val"), dist) if spec.evaluates else None
@@ -116,7 +118,6 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
                                 weight_decay=cfg.SOLVER.WEIGHT_DECAY, layer_decay=cfg.SOLVER.LAYER_DECAY,
                                 betas=cfg.SOLVER.BETAS, momentum=cfg.SOLVER.MOMENTUM)
     state = TrainState(model=model, optimizer=optimizer, scaler=precision.grad_scaler())
-    resume = find_resume_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     if resume:
         state.position = resume_training_state(resume, model=model, optimizer=optimizer, scaler=state.scaler,
                                                rank=dist.rank)

@@ -12,7 +12,7 @@ from common.data import register_dataset, registered_datasets
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo"
 
-TOY_NAME = "toy"
+TOY_NAME = "engine_toy"
 TINY_MODEL = ["MODEL.EMBED_DIM", "[16, 24, 32]", "MODEL.DEPTH", "[1, 1, 2]", "MODEL.MLP_RATIO", "[2.0, 2.0, 2.0]",
               "MODEL.NUM_HEADS", "2", "MODEL.DECODER_EMBED_DIM", "16", "MODEL.DECODER_NUM_HEADS", "2"]
 
@@ -40,7 +40,7 @@ class ToyDataset(Dataset):
 
 
 def register_toy_dataset() -> None:
-    """Register ``DATA.DATASET toy``: sizes from DATA.NUM_FRAMES / TRAIN_CROP_SIZE; 'test' multi-view."""
+    """Register ``DATA.DATASET engine_toy``: sizes from DATA.NUM_FRAMES / TRAIN_CROP_SIZE; 'test' multi-view."""
     if TOY_NAME in registered_datasets():
         return
 
