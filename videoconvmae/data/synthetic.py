@@ -32,20 +32,44 @@ def _block_texture(rng: np.random.Generator, height: int, width: int, block: int
     return np.repeat(np.repeat(coarse, block, axis=0), block, axis=1)[:height, :width]
 
 
+def _smooth_texture(rng: np.random.Generator, height: int, width: int, cells: int, low: int, high: int) -> np.ndarray:
+    """A few random colours (a grid of ``cells`` rows) blended bilinearly: (height, width, 3) uint8."""
+    coarse = rng.integers(low, high, size=(cells, -(-cells * width // height), 3)).astype(np.float64)
+    rows = np.linspace(0, coarse.shape[0] - 1, height)
+    cols = np.linspace(0, coarse.shape[1] - 1, width)
+    r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
+    r1, c1 = np.minimum(r0 + 1, coarse.shape[0] - 1), np.minimum(c0 + 1, coarse.shape[1] - 1)
+    fr, fc = (rows - r0)[:, None, None], (cols - c0)[None, :, None]
+    top = coarse[r0][:, c0] * (1 - fc) + coarse[r0][:, c1] * fc
+    bottom = coarse[r1][:, c0] * (1 - fc) + coarse[r1][:, c1] * fc
+    return np.round(top * (1 - fr) + bottom * fr).astype(np.uint8)
+
+
+BACKGROUNDS = ("blocks", "smooth")
+
+
 def render_motion_clip(
-    *, label: int, num_classes: int, num_frames: int, height: int, width: int, rng: np.random.Generator
+    *, label: int, num_classes: int, num_frames: int, height: int, width: int, rng: np.random.Generator,
+    background: str = "blocks",
 ) -> np.ndarray:
     """Frames (num_frames, height, width, 3) uint8 of a square moving in the class direction.
 
-    The square wraps around the frame edges, so it never leaves the picture.
+    The square wraps around the frame edges, so it never leaves the picture. ``background``:
+    "blocks" (fine random colour blocks) or "smooth" (a dim, low-contrast blend of a few colours, which a
+    masked autoencoder can fill in from the visible parts, so its pictures show the square).
     """
-    background = _block_texture(rng, height, width, max(2, height // 24), 0, 160)
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
+    if background == "blocks":
+        scene = _block_texture(rng, height, width, max(2, height // 24), 0, 160)
+    else:
+        scene = _smooth_texture(rng, height, width, 3, 16, 72)
     side = max(4, height // 4)
     square = _block_texture(rng, side, side, max(1, side // 4), 120, 256)
     angle = math.radians(direction_degrees(label, num_classes))
     speed = width * rng.uniform(0.006, 0.012)
     start_x, start_y = rng.uniform(0, width), rng.uniform(0, height)
-    frames = np.repeat(background[None], num_frames, axis=0)
+    frames = np.repeat(scene[None], num_frames, axis=0)
     for t in range(num_frames):
         x = round(start_x + t * speed * math.cos(angle))
         y = round(start_y - t * speed * math.sin(angle))  # image rows grow downwards
@@ -103,6 +127,7 @@ def make_synthetic_video_dataset(
     seed: int = 0,
     formats: Sequence[str] = ("kinetics", "ssv2"),
     progress: bool = False,
+    background: str = "blocks",
 ) -> Dict[str, Path]:
     """Writes the motion dataset under ``root`` and returns ``{format: folder}``.
 
@@ -110,7 +135,8 @@ def make_synthetic_video_dataset(
     ``test.csv`` ("path label", paths relative to the folder); usable as folder-per-class too.
     ``ssv2``: ``root/ssv2/<n>.webm`` with ``something-something-v2-labels.json``,
     ``train.json`` and ``validation.json`` (no test split, as in SSV2: test uses validation).
-    ``clips_per_class`` gives the train, val, test counts per class. Same seed, same files.
+    ``clips_per_class`` gives the train, val, test counts per class; ``background`` is that of
+    ``render_motion_clip``. Same seed, same files.
     """
     written = {}
     for fmt in formats:
@@ -125,7 +151,8 @@ def make_synthetic_video_dataset(
         for split, label, number in tqdm(clips, desc=fmt, disable=not progress):
             rng = np.random.default_rng([seed, number])
             frames = render_motion_clip(
-                label=label, num_classes=num_classes, num_frames=num_frames, height=height, width=width, rng=rng
+                label=label, num_classes=num_classes, num_frames=num_frames, height=height, width=width, rng=rng,
+                background=background,
             )
             if fmt == "kinetics":
                 relative = f"{split}/direction_{direction_degrees(label, num_classes):03d}/{number:05d}.mp4"

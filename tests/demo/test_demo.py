@@ -1,0 +1,78 @@
+"""The one-command demo, shortened: every stage runs end to end and writes well-formed results
+and pictures. The accuracy margin is the demo's report, not asserted here."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.demo.conftest import tool_main
+from videoconvmae.data.synthetic import render_motion_clip
+from videoconvmae.demo import RESULTS_FILE, first_and_last_loss, format_table
+
+REQUIRED_KEYS = ("pretrain_loss_first", "pretrain_loss_last", "pretrained_top1", "scratch_top1", "seconds")
+# Smallest budget: 8 training clips (one step), one epoch per stage, one view per test video.
+SHORT = ["--clips-per-class", "2", "1", "1", "SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_EPOCHS", "0.0",
+         "TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1", "DATA_LOADER.NUM_WORKERS", "0",
+         "MODEL.EMBED_DIM", "[16, 32, 64]", "MODEL.DEPTH", "[1, 1, 1]", "MODEL.NUM_HEADS", "2",
+         "MODEL.DECODER_EMBED_DIM", "32", "MODEL.DECODER_NUM_HEADS", "2"]
+
+
+@pytest.mark.slow
+def test_short_demo_writes_results_and_pictures(tmp_path, capsys):
+    out = tmp_path / "demo"
+    returned = tool_main("demo")(["--output-dir", str(out), *SHORT])
+
+    results = json.loads((out / RESULTS_FILE).read_text())
+    assert results == returned
+    for key in REQUIRED_KEYS:
+        assert isinstance(results[key], float) and math.isfinite(results[key]), key
+    assert 0 <= results["pretrained_top1"] <= 100 and 0 <= results["scratch_top1"] <= 100
+    assert results["margin"] == pytest.approx(results["pretrained_top1"] - results["scratch_top1"])
+    assert results["pretrain_loss_first"] == results["pretrain_loss_last"] > 0  # one epoch
+    assert results["num_test_videos"] == 4 and results["seconds"] > 0
+    assert set(results["stage_seconds"]) == {"pretrain", "finetune_pretrained", "test_pretrained",
+                                             "finetune_scratch", "test_scratch"}
+
+    with Image.open(out / "reconstruction.png") as png:
+        assert png.format == "PNG" and png.width > png.height > 0
+    with Image.open(out / "reconstruction.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 8  # one GIF frame per clip frame
+    with Image.open(out / "pretrain_curve.png") as curve:
+        assert curve.format == "PNG"
+    table = capsys.readouterr().out
+    assert "top-1, finetuned from pretraining" in table and "margin" in table
+
+
+def test_first_and_last_loss_read_the_json_log(tmp_path):
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps({"epoch": e, "train_loss": 1.0 / e}) for e in (1, 2, 4)) + "\n")
+    assert first_and_last_loss(log) == (1.0, 0.25)
+    log.write_text(json.dumps({"epoch": 1}) + "\n")
+    with pytest.raises(ValueError, match="no train_loss"):
+        first_and_last_loss(log)
+
+
+def test_table_shows_both_accuracies_and_the_margin():
+    table = format_table({"pretrain_loss_first": 1.0, "pretrain_loss_last": 0.5, "pretrained_top1": 90.0,
+                          "scratch_top1": 60.0, "margin": 30.0, "chance_top1": 25.0, "seconds": 125.0,
+                          "seed": 0, "num_test_videos": 64, "views_per_video": 6, "pretrain_epochs": 20,
+                          "finetune_epochs": 8})
+    assert "1.000 -> 0.500" in table and "90.0 %" in table and "60.0 %" in table
+    assert "+30.0 points" in table and "2 min 05 s" in table
+
+
+@pytest.mark.parametrize("background", ["blocks", "smooth"])
+def test_one_frame_cannot_tell_the_class(background):
+    """Same seed, different classes: identical first frames, different motion afterwards."""
+    clips = [render_motion_clip(label=label, num_classes=4, num_frames=6, height=40, width=56,
+                                rng=np.random.default_rng(7), background=background) for label in range(4)]
+    for clip in clips[1:]:
+        assert np.array_equal(clip[0], clips[0][0])
+        assert not np.array_equal(clip[-1], clips[0][-1])
+    with pytest.raises(ValueError, match="background"):
+        render_motion_clip(label=0, num_classes=4, num_frames=2, height=40, width=56,
+                           rng=np.random.default_rng(0), background="stripes")

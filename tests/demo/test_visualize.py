@@ -1,0 +1,89 @@
+"""tools/visualize.py: reconstruction pictures of a pretraining checkpoint on a generated video
+or image, and the training curve of a JSON-lines log."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from common.checkpoint import CheckpointError, atomic_save
+from common.config import load_config
+from common.engine.builders import build_model
+from common.engine.reconstruct import write_reconstruction
+from tests.demo.conftest import REPO, tool_main
+from videoconvmae.data.synthetic import render_motion_clip, write_video
+
+TINY = ["MODEL.EMBED_DIM", "[16, 32, 64]", "MODEL.DEPTH", "[1, 1, 1]", "MODEL.NUM_HEADS", "2",
+        "MODEL.DECODER_EMBED_DIM", "32", "MODEL.DECODER_NUM_HEADS", "2"]
+CROP, FRAMES = 32, 4
+
+
+def save_checkpoint(path, recipe, overrides, *, pretraining=True, with_cfg=True):
+    """A training-style checkpoint (weights + resolved config) of the tiny model of ``recipe``."""
+    cfg = load_config(str(REPO / "configs" / "demo" / recipe), TINY + overrides)
+    model = build_model(cfg, pretraining=pretraining, crop_size=cfg.DATA.TRAIN_CROP_SIZE)
+    atomic_save({"model": model.state_dict(), **({"cfg": cfg.dump()} if with_cfg else {})}, path)
+    return path
+
+
+@pytest.fixture
+def video_checkpoint(tmp_path):
+    return save_checkpoint(tmp_path / "checkpoint-last.pth", "demo_pretrain.yaml",
+                           ["DATA.TRAIN_CROP_SIZE", str(CROP), "DATA.NUM_FRAMES", str(FRAMES), "DATA.SAMPLING_RATE", "2"])
+
+
+@pytest.fixture
+def video_file(tmp_path):
+    frames = render_motion_clip(label=1, num_classes=4, num_frames=12, height=40, width=48,
+                                rng=np.random.default_rng(0))
+    path = tmp_path / "clip.mp4"
+    write_video(path, frames, fps=10)
+    return path
+
+
+def test_video_grid_and_gif(tmp_path, video_checkpoint, video_file):
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"epoch": e, "train_loss": 1.0 / e}) + "\n" for e in (1, 2, 3)))
+    out = tmp_path / "pictures"
+    written = tool_main("visualize")(["--checkpoint", str(video_checkpoint), "--input", str(video_file),
+                                      "--log", str(log), "--output-dir", str(out)])
+    assert [p.name for p in written] == ["clip_reconstruction.png", "clip_reconstruction.gif", "training_curve.png"]
+    pad = 2
+    with Image.open(out / "clip_reconstruction.png") as png:  # 4 panel rows, one column per frame
+        assert png.size == (FRAMES * (CROP + pad) - pad, 4 * (CROP + pad) - pad)
+    with Image.open(out / "clip_reconstruction.gif") as gif:  # the 4 panels side by side, per frame
+        assert gif.n_frames == FRAMES and gif.size == (4 * CROP, CROP)
+    with Image.open(out / "training_curve.png") as curve:
+        assert curve.format == "PNG"
+
+
+def test_image_grid(tmp_path):
+    checkpoint = save_checkpoint(tmp_path / "image.pth", "image_pretrain.yaml", ["DATA.TRAIN_CROP_SIZE", str(CROP)])
+    image = tmp_path / "stripes.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(image)
+    written = write_reconstruction(checkpoint, image, tmp_path, name="image")
+    assert [p.name for p in written] == ["image.png"]
+    with Image.open(written[0]) as png:
+        assert png.size == (CROP, 4 * (CROP + 2) - 2)
+
+
+def test_config_from_file_when_the_checkpoint_has_none(tmp_path, video_file):
+    overrides = ["DATA.TRAIN_CROP_SIZE", str(CROP), "DATA.NUM_FRAMES", str(FRAMES)]
+    bare = save_checkpoint(tmp_path / "bare.pth", "demo_pretrain.yaml", overrides, with_cfg=False)
+    with pytest.raises(CheckpointError, match="stores no config"):
+        write_reconstruction(bare, video_file, tmp_path)
+    cfg = load_config(str(REPO / "configs" / "demo" / "demo_pretrain.yaml"), TINY + overrides)
+    assert [p.suffix for p in write_reconstruction(bare, video_file, tmp_path, cfg=cfg)] == [".png", ".gif"]
+
+
+def test_refuses_classifier_checkpoints_and_the_wrong_media(tmp_path, video_checkpoint, video_file):
+    classifier = save_checkpoint(tmp_path / "classifier.pth", "demo_finetune.yaml",
+                                 ["DATA.TRAIN_CROP_SIZE", str(CROP), "DATA.NUM_FRAMES", str(FRAMES)], pretraining=False)
+    with pytest.raises(CheckpointError, match="not a pretraining"):
+        write_reconstruction(classifier, video_file, tmp_path)
+    image = tmp_path / "frame.png"
+    Image.new("RGB", (40, 40)).save(image)
+    with pytest.raises(ValueError, match="needs a video file"):
+        write_reconstruction(video_checkpoint, image, tmp_path)
