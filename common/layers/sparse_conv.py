@@ -18,7 +18,7 @@ depthwise backward kernels (measured: several times the forward).
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +67,8 @@ def gather_windows(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, rows.flatten()).view(*rows.shape, table.shape[1])
 
 
-def _conv(ndim: int):
+def _conv(ndim: int) -> Callable[..., torch.Tensor]:
+    """``F.conv2d`` or ``F.conv3d``."""
     return F.conv2d if ndim == 2 else F.conv3d
 
 
@@ -105,7 +106,8 @@ class _VisibleDepthwise(torch.autograd.Function):
     """Depthwise conv of zero-extended visible blocks, output at the visible blocks."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, rows):
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                rows: torch.Tensor) -> torch.Tensor:
         dtype = _compute_dtype(x)
         ctx.save_for_backward(x, weight, rows)
         ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype, dtype)
@@ -115,7 +117,7 @@ class _VisibleDepthwise(torch.autograd.Function):
             return _conv_windows(windows, weight.to(dtype), b)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx, grad: torch.Tensor) -> Tuple[Optional[torch.Tensor], ...]:
         x, weight, rows = ctx.saved_tensors
         x_dtype, w_dtype, b_dtype, dtype = ctx.dtypes
         grad_x = grad_w = grad_b = None
