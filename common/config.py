@@ -27,6 +27,9 @@ def get_cfg() -> CfgNode:
     """The default config: every valid key with its type."""
     cfg = CfgNode()
     cfg.OUTPUT_DIR = "./output"
+    # True: a training run deletes the checkpoints and logs of another run in OUTPUT_DIR and
+    # starts over. False: it resumes a run of the same settings there, or refuses to start.
+    cfg.OVERWRITE = False
     cfg.RNG_SEED = 0
     cfg.DETERMINISTIC = False
 
@@ -94,7 +97,7 @@ def load_config(cfg_file: Optional[str] = None, overrides: Sequence[str] = ()) -
     cfg = get_cfg()
     if cfg_file:
         loaded = CfgNode.load_yaml_with_base(cfg_file, allow_unsafe=False) or {}
-        merge_checked(cfg, dict(_flatten(loaded)), source=cfg_file)
+        merge_checked(cfg, dict(flatten_config(loaded)), source=cfg_file)
     if len(overrides) % 2:
         raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd list: {list(overrides)}")
     pairs = {k: YacsCfgNode._decode_cfg_value(v) for k, v in zip(overrides[0::2], overrides[1::2])}
@@ -105,7 +108,7 @@ def load_config(cfg_file: Optional[str] = None, overrides: Sequence[str] = ()) -
 
 def merge_checked(cfg: CfgNode, values: Dict[str, Any], *, source: str) -> None:
     """Set dotted ``values`` into ``cfg`` after checking every key and type."""
-    valid = dict(_flatten(cfg))
+    valid = dict(flatten_config(cfg))
     for key, value in values.items():
         if key not in valid:
             raise ConfigError(f"unknown config key {key!r} (from {source}){_suggestion(key, valid)}")
@@ -137,18 +140,19 @@ def coerce_value(key: str, value: Any, default: Any) -> Any:
     )
 
 
-def save_config(cfg: CfgNode, output_dir: str) -> str:
-    """Write the resolved config to ``output_dir/config.yaml`` (temp file + rename)."""
+def save_config(cfg: CfgNode, output_dir: str, name: str = RESOLVED_CONFIG_NAME) -> str:
+    """Write the resolved config to ``output_dir/name`` (temp file + rename)."""
     os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
+    path = os.path.join(output_dir, name)
     atomic_write_text(path, cfg.dump())
     return path
 
 
-def _flatten(node: Dict[str, Any], prefix: str = "") -> Iterator[Tuple[str, Any]]:
+def flatten_config(node: Dict[str, Any], prefix: str = "") -> Iterator[Tuple[str, Any]]:
+    """``(dotted key, value)`` for every leaf of a (nested) config dict."""
     for key, value in node.items():
         if isinstance(value, dict):
-            yield from _flatten(value, f"{prefix}{key}.")
+            yield from flatten_config(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
 

@@ -6,13 +6,15 @@ A checkpoint is a dict: ``model`` (the unwrapped state dict, so official-style l
 (the resolved YAML) and ``rng`` (every rank's global RNG states, a list indexed by rank).
 ``checkpoint-last.pth`` is rewritten
 on every save; ``checkpoint-EPOCH.pth`` is kept every ``TRAIN.CHECKPOINT_PERIOD`` epochs.
+Every file is written to a temp file and renamed, so a kill or a full disk leaves the previous
+checkpoint complete; a failed save stops the run with ``CheckpointSaveError``.
 """
 from __future__ import annotations
 
 import logging
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
@@ -24,6 +26,10 @@ from common.engine.rng import capture_rng_state, restore_rng_state
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "checkpoint-last.pth"
+
+
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (disk full, no permission); the old file is intact."""
 
 
 @dataclass(frozen=True)
@@ -69,11 +75,23 @@ def save_training_state(
         "rng": rng_states,
     }
     last = os.path.join(output_dir, LAST_CHECKPOINT)
-    atomic_save(state, last)
+    _save_or_explain(state, last)
     if keep_epoch_copy:
-        atomic_save(state, os.path.join(output_dir, epoch_checkpoint_name(position.epoch)))
+        _save_or_explain(state, os.path.join(output_dir, epoch_checkpoint_name(position.epoch)))
     logger.info("saved %s (epoch %d, iteration %d)", last, position.epoch, position.iteration)
     return last
+
+
+def _save_or_explain(state: Dict[str, Any], path: str) -> None:
+    """``atomic_save``; an OS error (disk full, no permission) becomes a ``CheckpointSaveError``
+    that says the file under ``path`` is still the previous, complete one."""
+    try:
+        atomic_save(state, path)
+    except OSError as err:
+        before = "keeps the previous checkpoint" if os.path.exists(path) else "was not written"
+        raise CheckpointSaveError(f"could not save checkpoint {path}: {err.strerror or err} "
+                                  f"[errno {err.errno}]; {path} {before}; free space or fix "
+                                  f"permissions, then rerun to resume") from err
 
 
 def find_resume_checkpoint(output_dir: str) -> Optional[str]:

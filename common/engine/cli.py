@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence
 from fvcore.common.config import CfgNode
 
 from common.config import load_config
+from common.config_checks import validate_config, world_size_from_env
 from common.engine.distributed import shutdown_distributed
 from common.engine.jobs import run_job
 
@@ -42,12 +43,14 @@ def build_parser(job: str) -> argparse.ArgumentParser:
 
 
 def config_from_args(job: str, argv: Sequence[str]) -> CfgNode:
-    """Parse ``argv``; no arguments to ``pretrain`` means the demo (synthetic data made if missing)."""
+    """Parse ``argv``; no arguments to ``pretrain`` means the demo (synthetic data made if missing).
+    ``run_job`` checks the config before any work; data generation checks it first too."""
     argv = list(argv)
     demo = job == "pretrain" and not argv
     args = build_parser(job).parse_args(["--cfg", str(DEMO_CONFIG), "--make-synthetic-data"] if demo else argv)
     cfg = load_config(args.cfg_file, args.opts)
     if args.make_synthetic_data:
+        validate_config(cfg, job=job, world_size=world_size_from_env())  # before generating data
         ensure_synthetic_dataset(cfg)
     return cfg
 

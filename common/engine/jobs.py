@@ -17,7 +17,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from common.checkpoint import model_state_dict, safe_load
-from common.config import save_config
+from common.config import RESOLVED_CONFIG_NAME, save_config
+from common.config_checks import validate_config
 from common.data import batch_inputs, build_dataset, build_mixup
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
                                     has_probe_head, input_ndim)
@@ -25,16 +26,18 @@ from common.engine.checkpointing import (Position, find_resume_checkpoint, load_
                                          resume_training_state, save_training_state)
 from common.engine.distributed import DistInfo, barrier, init_distributed
 from common.engine.evaluation import evaluate_accuracy, gather_results, predict_videos, write_test_outputs
+from common.engine.output_dir import claim_output_dir
 from common.engine.precision import resolve_precision
 from common.engine.preemption import PreemptionHandler
 from common.engine.progress import MetricsWriter, setup_logging
-from common.engine.rng import seed_everything
+from common.engine.rng import make_deterministic, seed_everything
 from common.engine.trainer import LossFn, StepConfig, TrainState, train_one_epoch
 from common.optim import CosineSchedule, build_optimizer, scaled_lr
 
 logger = logging.getLogger(__name__)
 
 JOBS = ("pretrain", "finetune", "linprobe", "test")
+TEST_CONFIG_NAME = "test_config.yaml"  # a test run keeps the training run's config.yaml
 
 
 @dataclass(frozen=True)
@@ -59,13 +62,19 @@ def run_job(job: str, cfg: CfgNode) -> Dict[str, Any]:
     if job not in JOBS:
         raise ValueError(f"job must be one of {JOBS}, got {job!r}")
     dist = init_distributed(cfg.DIST.BACKEND)
+    validate_config(cfg, job=job, world_size=dist.world_size)
     setup_logging(cfg.OUTPUT_DIR, is_main=dist.is_main)
-    if dist.is_main:
-        logger.info("config saved to %s", save_config(cfg, cfg.OUTPUT_DIR))
-    seed_everything(cfg.RNG_SEED + dist.rank)
-    if job == "test":
-        return run_test(cfg, dist)
-    return run_training(cfg, dist, TRAINING_JOBS[job])
+    with claim_output_dir(cfg, training=job != "test", is_main=dist.is_main):
+        barrier()  # the other ranks look for a checkpoint only after the main rank's decision
+        if dist.is_main:
+            name = TEST_CONFIG_NAME if job == "test" else RESOLVED_CONFIG_NAME
+            logger.info("config saved to %s", save_config(cfg, cfg.OUTPUT_DIR, name))
+        seed_everything(cfg.RNG_SEED + dist.rank)
+        if cfg.DETERMINISTIC:
+            make_deterministic()
+        if job == "test":
+            return run_test(cfg, dist)
+        return run_training(cfg, dist, TRAINING_JOBS[job])
 
 
 def prepare_model(cfg: CfgNode, spec: JobSpec, *, load_start_weights: bool = True) -> nn.Module:

@@ -76,7 +76,8 @@ class EpochMeter:
         return self.data_time.mean + self.compute_time.mean
 
     def progress_line(self, *, epoch: int, max_epoch: int, step: int) -> str:
-        """``epoch e/E it i/I eta loss lr data compute throughput`` for the log (ETA of the run)."""
+        """``epoch e/E it i/I eta loss lr data compute throughput [bad files N] [skipped steps M]``
+        for the log (ETA of the run; the counts of this epoch, shown when not 0)."""
         remaining = (self.steps_total - step + (max_epoch - epoch - 1) * self.steps_total) * self.step_time
         throughput = self.samples / max(self.data_time.total + self.compute_time.total, 1e-9)
         return (
@@ -85,7 +86,14 @@ class EpochMeter:
             f"loss {self.last_loss:.4f} ({self.loss.mean:.4f}) lr {self.last_lr:.3e} "
             f"data {self.data_time.mean:.3f}s compute {self.compute_time.mean:.3f}s "
             f"({100 * self.data_wait_fraction:.1f}% wait) {throughput:.1f} samples/s"
+            f"{self._fault_counts()}"
         )
+
+    def _fault_counts(self) -> str:
+        """`` bad files N skipped steps M`` for the progress line (empty when both are 0)."""
+        counts = [f"bad files {self.decode_failures}"] if self.decode_failures else []
+        counts += [f"skipped steps {self.skipped_steps}"] if self.skipped_steps else []
+        return "".join(f" {c}" for c in counts)
 
     @property
     def data_wait_fraction(self) -> float:

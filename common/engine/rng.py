@@ -1,6 +1,7 @@
 """Random number generators: seeding, and capturing/restoring their states for exact resume."""
 from __future__ import annotations
 
+import os
 import random
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator
@@ -14,6 +15,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def make_deterministic() -> None:
+    """``DETERMINISTIC True``: deterministic kernels (a warning where an op has none), no cuDNN
+    autotuning, a fixed cuBLAS workspace, so that a resumed run repeats the uninterrupted one."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 @contextmanager

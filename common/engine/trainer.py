@@ -2,8 +2,10 @@
 
 One optimizer step = ``accum_iter`` micro-batches (DDP gradient sync on the last one only),
 per-iteration lr from the schedule, optional gradient clipping, AMP with a scaler for fp16.
-A step whose loss (or, without a scaler, gradient) is not finite on any rank is skipped and
-counted; after ``max_nonfinite_steps`` such steps the run stops with ``DivergenceError``.
+A step whose loss or gradient is not finite on any rank is skipped and counted (fp16 overflows
+are the scaler's business until its scale falls below ``MIN_LOSS_SCALE``); after
+``max_nonfinite_steps`` such steps the run stops with ``DivergenceError``, before any checkpoint
+of the diverged state is written.
 After every step the ranks agree on whether a preemption signal arrived; if so the loop saves
 ``checkpoint-last.pth`` and hands over to the preemption handler.
 """
@@ -30,6 +32,9 @@ from common.optim import CosineSchedule, set_lr
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Dict[str, Any]], torch.Tensor]
+# fp16: an overflow with the loss scale still >= this is the scaler's normal search for a scale
+# (skipped, not counted); below it the gradients are non-finite at any scale: counted.
+MIN_LOSS_SCALE = 1.0
 
 
 class DivergenceError(RuntimeError):
@@ -145,23 +150,26 @@ def _backward(loss: torch.Tensor, scaler: Optional[torch.amp.GradScaler]) -> Non
 
 
 def _apply_gradients(state: TrainState, conf: StepConfig, *, finite_loss: bool) -> bool:
-    """Unscale, clip and step; returns False (no step) for a non-finite loss or, without a
-    scaler, a non-finite gradient (the fp16 scaler skips inf/NaN gradients itself)."""
+    """Unscale, clip and step if loss and gradients are finite. Returns False (a non-finite step)
+    for a non-finite loss or gradient, except an fp16 overflow: the scaler skips that step and
+    halves its scale, which is normal while the loss scale is at least ``MIN_LOSS_SCALE``."""
     optimizer, scaler = state.optimizer, state.scaler
+    scale = scaler.get_scale() if scaler is not None else 1.0
     if scaler is not None:
         scaler.unscale_(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     max_norm = conf.clip_grad if conf.clip_grad > 0 else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm) if params else torch.zeros(())
-    finite = finite_loss and (scaler is not None or bool(torch.isfinite(grad_norm)))
-    if finite and scaler is not None:
+    finite_grads = bool(torch.isfinite(grad_norm))
+    if finite_loss and finite_grads and scaler is not None:
         scaler.step(optimizer)
-    elif finite:
+    elif finite_loss and finite_grads:
         optimizer.step()
     if scaler is not None:
         scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    return finite
+    overflow = scaler is not None and finite_loss and not finite_grads and scale >= MIN_LOSS_SCALE
+    return (finite_loss and finite_grads) or overflow
 
 
 def _count_nonfinite(state: TrainState, meter: EpochMeter, conf: StepConfig, loss: float) -> None:

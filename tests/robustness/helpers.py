@@ -1,0 +1,100 @@
+"""Helpers of the robustness tests: tiny pretraining runs in subprocesses, polling, log and checkpoint readers."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from common.checkpoint import safe_load
+from common.engine import trainer
+from common.engine.launch import JobRunner
+from tests.engine.toy_data import DEMO, real_overrides
+
+REPO = Path(__file__).resolve().parents[2]
+PRETRAIN_TOOL = REPO / "tools" / "pretrain.py"
+PAUSED_TOOL = Path(__file__).with_name("paused_tool.py")
+RECIPE = DEMO / "video_pretrain.yaml"
+STEPS_PER_EPOCH = 3  # 12 generated training clips, TRAIN.BATCH_SIZE 4
+WAIT_S = 180.0  # upper bound of every wait: a stuck run fails the test instead of hanging it
+
+
+def pretrain_args(output_dir: Path, data_dir: Path, *extra: str) -> List[str]:
+    """``tools/pretrain.py`` arguments: the tiny video recipe on generated mp4s, 3 epochs, a
+    progress line per step, deterministic."""
+    return ["--cfg", str(RECIPE), *real_overrides(output_dir, data_dir, "SOLVER.MAX_EPOCH", "3", "LOG.PERIOD", "1",
+                                                  "DETERMINISTIC", "True", *extra)]
+
+
+def start_tool(args: List[str], log: Path, *, pause_at: Optional[str] = None, marker: Optional[Path] = None,
+               tool: Path = PRETRAIN_TOOL) -> subprocess.Popen:
+    """Start ``python tool args`` (through ``paused_tool.py`` when ``pause_at`` is given); its
+    output goes to ``log``."""
+    wrapper = [str(PAUSED_TOOL), "--pause-at", pause_at, "--marker", str(marker), "--"] if pause_at else []
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, *wrapper, str(tool), *args], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def run_tool(args: List[str], log: Path) -> int:
+    """Run ``tools/pretrain.py args`` to the end; returns its exit code."""
+    return start_tool(args, log).wait(timeout=WAIT_S)
+
+
+def wait_for(condition: Callable[[], bool], what: str, proc: Optional[subprocess.Popen] = None) -> None:
+    """Poll ``condition`` until it holds; fail (naming ``what``) if ``proc`` exits first or after ``WAIT_S``."""
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the run exited ({proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def log_has(output_dir: Path, text: str) -> Callable[[], bool]:
+    """A condition: ``OUTPUT_DIR/log.txt`` contains ``text``."""
+    path = output_dir / "log.txt"
+    return lambda: path.is_file() and text in path.read_text()
+
+
+def epoch_losses(output_dir: Path) -> Dict[int, float]:
+    """``{epoch: train_loss}`` from ``log.jsonl`` (a later line for the same epoch wins)."""
+    records = [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
+    return {r["epoch"]: r["train_loss"] for r in records}
+
+
+def load_all_checkpoints(output_dir: Path) -> Dict[str, dict]:
+    """Every ``checkpoint-*.pth`` in ``output_dir``, loaded with ``safe_load`` (which raises on a corrupt one)."""
+    return {Path(p).name: safe_load(p) for p in sorted(glob.glob(str(output_dir / "checkpoint-*.pth")))}
+
+
+def temp_files(output_dir: Path) -> List[str]:
+    """Temp files of ``atomic_save`` left in ``output_dir``."""
+    return sorted(Path(p).name for p in glob.glob(str(output_dir / ".checkpoint-*.tmp")))
+
+
+def same_weights(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> bool:
+    """True when two state dicts hold exactly equal tensors under the same keys."""
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class PausedFirstAttempt(JobRunner):
+    """A submitit job whose first attempt stops after its first step until a preemption signal
+    arrives (the local executor's timeout signal); ``checkpoint`` requeues a plain ``JobRunner``."""
+
+    def __call__(self):
+        def wait_for_signal(preemption) -> bool:
+            while preemption is not None and not preemption.requested:
+                time.sleep(0.05)
+            return True
+
+        trainer._preempt_requested = wait_for_signal
+        return super().__call__()

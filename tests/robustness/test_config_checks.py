@@ -1,0 +1,72 @@
+"""Bad configs and arguments fail at start-up, before any data or model work, naming key and value."""
+import pytest
+
+import common.engine.jobs as jobs
+from common.config import ConfigError
+from common.config_checks import validate_config
+from common.engine import cli
+from tests.engine.toy_data import DEMO, toy_cfg
+
+BAD = [
+    (("DATA.TRAIN_CROP_SIZE", "40"), "DATA.TRAIN_CROP_SIZE = 40: expected a positive multiple of the model's spatial stride 16"),
+    (("DATA.TEST_CROP_SIZE", "0"), "DATA.TEST_CROP_SIZE = 0"),
+    (("DATA.NUM_FRAMES", "5"), "DATA.NUM_FRAMES = 5: expected a positive multiple of the tubelet size 2"),
+    (("DATA.NUM_FRAMES", "1"), "DATA.NUM_FRAMES = 1"),
+    (("MAE.MASK_RATIO", "1.0"), "MAE.MASK_RATIO = 1.0: expected a fraction in [0, 1)"),
+    (("MAE.MASK_RATIO", "-0.1"), "MAE.MASK_RATIO = -0.1"),
+    (("TRAIN.PRECISION", "fp8"), "TRAIN.PRECISION = 'fp8': expected one of ['auto', 'fp32', 'bf16', 'fp16']"),
+    (("SOLVER.OPTIMIZING_METHOD", "adam"), "SOLVER.OPTIMIZING_METHOD = 'adam'"),
+    (("SOLVER.MAX_EPOCH", "0"), "SOLVER.MAX_EPOCH = 0: expected >= 1"),
+    (("SOLVER.BASE_LR", "-1.0"), "SOLVER.BASE_LR = -1.0: expected > 0"),
+    (("SOLVER.BETAS", "[0.9, 1.5]"), "SOLVER.BETAS = [0.9, 1.5]"),
+    (("TRAIN.ACCUM_ITER", "0"), "TRAIN.ACCUM_ITER = 0"),
+    (("LOG.PERIOD", "0"), "LOG.PERIOD = 0"),
+    (("MODEL.NAME", "videoconvmae_tiny"), "MODEL.NAME = 'videoconvmae_tiny'"),
+    (("TRAIN.CHECKPOINT_FILE_PATH", "/nonexistent/ckpt.pth"), "TRAIN.CHECKPOINT_FILE_PATH = '/nonexistent/ckpt.pth'"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD, ids=[o[0] + "=" + o[1] for o, _ in BAD])
+def test_impossible_setting_is_refused_before_any_work(tmp_path, monkeypatch, override, message):
+    built = []
+    monkeypatch.setattr(jobs, "build_dataset", lambda *a: built.append("data"))
+    monkeypatch.setattr(jobs, "prepare_model", lambda *a, **k: built.append("model"))
+    with pytest.raises(ConfigError) as error:
+        jobs.run_job("pretrain", toy_cfg("video_pretrain", tmp_path / "out", *override))
+    assert message in str(error.value)
+    assert built == [] and not (tmp_path / "out").exists()  # nothing built, nothing written
+
+
+def test_batch_must_split_across_ranks():
+    cfg = toy_cfg("video_pretrain", "unused", "TRAIN.BATCH_SIZE", "6")
+    validate_config(cfg, job="pretrain", world_size=2)
+    with pytest.raises(ConfigError, match=r"TRAIN.BATCH_SIZE = 6: expected a positive multiple of the 4 rank"):
+        validate_config(cfg, job="pretrain", world_size=4)
+
+
+def test_every_problem_is_listed_at_once_and_image_models_have_no_tubelet():
+    cfg = toy_cfg("image_pretrain", "unused", "DATA.TRAIN_CROP_SIZE", "24", "MAE.MASK_RATIO", "1.5",
+                  "DATA.NUM_FRAMES", "3")
+    with pytest.raises(ConfigError) as error:
+        validate_config(cfg, job="pretrain")
+    lines = str(error.value).splitlines()[1:]
+    assert [line.split(" =")[0].strip() for line in lines] == ["DATA.TRAIN_CROP_SIZE", "MAE.MASK_RATIO"]
+
+
+def test_mask_ratio_is_a_pretraining_setting():
+    validate_config(toy_cfg("video_finetune", "unused", "MAE.MASK_RATIO", "1.0", "TRAIN.CHECKPOINT_FILE_PATH", ""),
+                    job="finetune")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["SOLVER.MAX_EPOC", "3"], "unknown config key 'SOLVER.MAX_EPOC' (from command line); did you mean 'SOLVER.MAX_EPOCH'?"),
+    (["SOLVER.MAX_EPOCH", "three"], "config key SOLVER.MAX_EPOCH expects int (default 30), got str 'three'"),
+    (["MAE.MASK_RATIO", "1.2"], "MAE.MASK_RATIO = 1.2"),
+])
+def test_demo_command_line_fails_before_generating_data(tmp_path, monkeypatch, args, message):
+    made = []
+    monkeypatch.setattr(cli, "ensure_synthetic_dataset", lambda cfg: made.append(cfg))
+    argv = ["--cfg", str(DEMO / "video_pretrain.yaml"), "--make-synthetic-data", "OUTPUT_DIR", str(tmp_path), *args]
+    with pytest.raises(ConfigError) as error:
+        cli.config_from_args("pretrain", argv)
+    assert message in str(error.value) and made == []

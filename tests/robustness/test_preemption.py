@@ -1,0 +1,72 @@
+"""Preemption: SIGTERM / SIGUSR1 to a real ``tools/pretrain.py`` run checkpoint it and exit 0, and
+the rerun resumes; under submitit's local executor the timeout signal requeues the job, which
+resumes and finishes with the weights of an uninterrupted run."""
+import signal
+
+import pytest
+import submitit
+
+from common.checkpoint import safe_load
+from common.engine.jobs import run_job
+from tests.engine.toy_data import real_cfg, real_overrides
+from tests.robustness.helpers import (RECIPE, STEPS_PER_EPOCH, WAIT_S, PausedFirstAttempt, log_has, pretrain_args,
+                                      same_weights, start_tool, wait_for)
+
+
+def _progress_after(run, text: str):
+    """A condition: ``log.txt`` has a progress line after the first line containing ``text``."""
+    def holds() -> bool:
+        log = (run / "log.txt").read_text() if (run / "log.txt").is_file() else ""
+        return text in log and " it " in log.split(text, 1)[1]
+    return holds
+
+
+def _signal_and_wait(tmp_path, args, sig: signal.Signals, ready, name: str) -> dict:
+    """Start the run, send ``sig`` once ``ready()`` holds, wait for the exit; returns the checkpoint."""
+    out = tmp_path / f"{name}.out"
+    proc = start_tool(args, out)
+    try:
+        wait_for(ready, f"{name}: training under way", proc)
+    finally:
+        proc.send_signal(sig)
+        proc.wait(timeout=WAIT_S)
+    assert proc.returncode == 0, out.read_text()[-3000:]
+    run = tmp_path / "run"
+    state = safe_load(run / "checkpoint-last.pth")
+    assert log_has(run, f"received {sig.name}")()
+    assert log_has(run, f"preempted: checkpoint saved at iteration {state['iteration']}")()
+    assert state["iteration"] == state["epoch"] * STEPS_PER_EPOCH + state["epoch_iteration"]
+    return state
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_signal_checkpoints_exits_cleanly_and_the_rerun_resumes(tmp_path, video_data, sig):
+    run = tmp_path / "run"
+    args = pretrain_args(run, video_data, "SOLVER.MAX_EPOCH", "50")  # the signal always lands mid-run
+    first = _signal_and_wait(tmp_path, args, sig, _progress_after(run, "epoch 2/50 it 1/3"), "first")
+    assert first["iteration"] > STEPS_PER_EPOCH
+    if sig != signal.SIGTERM:
+        return  # the rerun is the same for every signal: shown once
+    second = _signal_and_wait(tmp_path, args, sig, _progress_after(run, "resumed from"), "second")
+    assert log_has(run, f"at epoch {first['epoch']}, iteration {first['iteration']}")()
+    assert second["iteration"] > first["iteration"]
+
+
+@pytest.mark.slow
+def test_submitit_timeout_signal_requeues_and_resumes(tmp_path, video_data):
+    """Local executor, timeout path: its signal (USR2) comes 10 s after a task starts. The first
+    attempt waits for it after one step, checkpoints and is requeued; the requeued plain
+    ``JobRunner`` resumes (is requeued again if slow) and finishes."""
+    overrides = real_overrides(tmp_path / "run", video_data, "SOLVER.MAX_EPOCH", "2")
+    executor = submitit.LocalExecutor(folder=str(tmp_path / "submitit"))
+    executor.update_parameters(timeout_min=0.5, signal_delay_s=20, tasks_per_node=1, cpus_per_task=1)
+    job = executor.submit(PausedFirstAttempt("pretrain", str(RECIPE), overrides))
+    assert job.result()["epoch"] == 2
+    run = tmp_path / "run"
+    assert log_has(run, "preempted: checkpoint saved at iteration 1")()
+    assert log_has(run, "resumed from")()
+    run_job("pretrain", real_cfg("video_pretrain", tmp_path / "reference", video_data, "SOLVER.MAX_EPOCH", "2"))
+    done, expected = (safe_load(d / "checkpoint-last.pth") for d in (run, tmp_path / "reference"))
+    assert done["iteration"] == expected["iteration"] == 2 * STEPS_PER_EPOCH
+    assert same_weights(done["model"], expected["model"])
