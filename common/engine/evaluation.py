@@ -19,6 +19,7 @@ from torch import nn
 from common.engine.distributed import all_gather_objects, all_reduce_sum
 from common.engine.files import atomic_write_text
 from common.engine.precision import Precision
+from common.engine.progress import logged_progress
 
 TOPK = 5
 PREDICTIONS_FILE = "predictions.csv"
@@ -65,7 +66,7 @@ def evaluate_accuracy(model: nn.Module, batches: Iterable[Dict[str, Any]], *, in
     """Top-1/top-5 (in %) and sample count over all ranks."""
     model.eval()
     counts = torch.zeros(3, dtype=torch.float64, device=device)
-    for batch in batches:
+    for batch in logged_progress(batches, "validation"):
         inputs = inputs_of(batch).to(device, non_blocking=True)
         labels = batch["label"].to(device)
         scores = view_averaged_scores(model, inputs, input_ndim=input_ndim, precision=precision)
@@ -81,7 +82,7 @@ def predict_videos(model: nn.Module, batches: Iterable[Dict[str, Any]], *, input
     """This rank's ``VideoResult`` per video of a multi-view test loader."""
     model.eval()
     results: List[VideoResult] = []
-    for batch in batches:
+    for batch in logged_progress(batches, "multi-view test"):
         inputs = inputs_of(batch).to(device, non_blocking=True)
         scores = view_averaged_scores(model, inputs, input_ndim=input_ndim, precision=precision)
         results.extend(_video_results(batch, scores.cpu(), inputs.shape[1] if inputs.ndim == input_ndim + 1 else 1))

@@ -6,8 +6,9 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Iterable, Iterator, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -143,3 +144,17 @@ def _summary_writer(output_dir: str) -> Optional[Any]:
         logger.info("TensorBoard is not installed: scalars go to %s only", JSON_LOG_FILE)
         return None
     return SummaryWriter(os.path.join(output_dir, "tensorboard"))
+
+
+def logged_progress(batches: Iterable, what: str, *, every_fraction: float = 0.1) -> Iterator:
+    """Yield from ``batches`` and log ``what i/n (elapsed, eta)`` about every tenth of the way,
+    so a user waiting on an evaluation sees it move."""
+    total = len(batches) if hasattr(batches, "__len__") else 0
+    period = max(int(total * every_fraction), 1)
+    start = time.perf_counter()
+    for i, batch in enumerate(batches, 1):
+        yield batch
+        if i % period == 0 or i == total:
+            elapsed = time.perf_counter() - start
+            eta = elapsed / i * (total - i) if total else 0.0
+            logger.info("%s %d/%s batches, %.1fs elapsed, eta %.1fs", what, i, total or "?", elapsed, eta)
