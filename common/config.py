@@ -42,6 +42,8 @@ def get_cfg() -> CfgNode:
     cfg.MODEL.GLOBAL_POOL = True
     cfg.MODEL.USE_CHECKPOINT = False
     cfg.MODEL.MULTI_SCALE_DECODER = True  # video pretraining only
+    # Pretraining: run stages 1-2 on the visible blocks only (same result, faster); False = dense reference.
+    cfg.MODEL.SPARSE_CONV = True
     # Architecture overrides for small/demo models; empty / 0 keeps the preset's value.
     cfg.MODEL.EMBED_DIM = []
     cfg.MODEL.DEPTH = []

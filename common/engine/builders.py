@@ -52,7 +52,7 @@ def model_kwargs(cfg: CfgNode, *, pretraining: bool, crop_size: int) -> Dict[str
             decoder_num_heads=cfg.MODEL.DECODER_NUM_HEADS,
         )
         kwargs.update(mask_ratio=cfg.MAE.MASK_RATIO, norm_pix_loss=cfg.MAE.NORM_PIX_LOSS,
-                      multi_scale_decoder=cfg.MODEL.MULTI_SCALE_DECODER)
+                      multi_scale_decoder=cfg.MODEL.MULTI_SCALE_DECODER, sparse_conv=cfg.MODEL.SPARSE_CONV)
     else:
         kwargs.update(num_classes=cfg.DATA.NUM_CLASSES, global_pool=cfg.MODEL.GLOBAL_POOL)
     kwargs.update({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in architecture.items() if v})

@@ -130,7 +130,11 @@ def test_model_kwargs_from_config(tmp_path):
     cfg = toy_cfg("video_pretrain", tmp_path)
     kwargs = model_kwargs(cfg, pretraining=True, crop_size=64)
     assert kwargs["num_frames"] == 4 and kwargs["embed_dim"] == [16, 24, 32] and kwargs["mask_ratio"] == 0.9
-    assert "num_classes" not in kwargs
+    assert "num_classes" not in kwargs and kwargs["sparse_conv"] is True
+    dense = toy_cfg("video_pretrain", tmp_path)
+    dense.defrost()
+    dense.MODEL.SPARSE_CONV = False
+    assert build_model(dense, pretraining=True, crop_size=64).sparse_conv is False
     image = model_kwargs(toy_cfg("image_finetune", tmp_path), pretraining=False, crop_size=64)
     assert "num_frames" not in image and image["num_classes"] == 4
     assert build_model(cfg, pretraining=True, crop_size=64).input_size == (4, 64, 64)
