@@ -83,12 +83,20 @@ def build(work: Workload, batch: int, device: torch.device, seed: int = 0):
     return model, optimizer, x, mask
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, mask: torch.Tensor) -> None:
-    """Forward, backward and one AdamW step."""
+def forward_backward(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> None:
     loss, _, _ = model(x, mask=mask)
     loss.backward()
+
+
+def update(optimizer: torch.optim.Optimizer) -> None:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, mask: torch.Tensor) -> None:
+    """Forward, backward and one AdamW step."""
+    forward_backward(model, x, mask)
+    update(optimizer)
 
 
 def synchronize(device: torch.device) -> None:
@@ -106,14 +114,23 @@ def timed(fn: Callable[[], None], device: torch.device) -> float:
 
 # -- time -----------------------------------------------------------------------------------
 
-def step_times(work: Workload, args: argparse.Namespace, device: torch.device) -> Dict[str, List[float]]:
-    """Seconds per step of each variant, alternating dense / sparse after a warm-up of each."""
+def timed_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, mask: torch.Tensor,
+               device: torch.device) -> Tuple[float, float]:
+    """One ``train_step``: (seconds of the whole step, seconds of its AdamW update)."""
+    first = timed(lambda: forward_backward(model, x, mask), device)
+    second = timed(lambda: update(optimizer), device)
+    return first + second, second
+
+
+def step_times(work: Workload, args: argparse.Namespace,
+               device: torch.device) -> Dict[str, List[Tuple[float, float]]]:
+    """(step, AdamW) seconds of each variant, alternating dense / sparse after a warm-up of each."""
     model, optimizer, x, mask = build(work, args.batch, device)
-    times: Dict[str, List[float]] = {v: [] for v in VARIANTS}
+    times: Dict[str, List[Tuple[float, float]]] = {v: [] for v in VARIANTS}
     for rep in range(args.warmup + args.reps):
         for variant in VARIANTS:
             model.sparse_conv = variant == "sparse"
-            seconds = timed(lambda: train_step(model, optimizer, x, mask), device)
+            seconds = timed_step(model, optimizer, x, mask, device)
             if rep >= args.warmup:
                 times[variant].append(seconds)
     return times
@@ -126,6 +143,23 @@ def matmul_gflops(size: int, device: torch.device, reps: int = 10) -> float:
     a @ b
     seconds = statistics.median(timed(lambda: a @ b, device) for _ in range(reps))
     return 2 * size**3 / seconds / 1e9
+
+
+def print_profiles(work: Workload, args: argparse.Namespace, device: torch.device) -> None:
+    """torch.profiler table (self time, top ops) of one step of each variant, after a warm-up."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model, optimizer, x, mask = build(work, args.batch, device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    for variant in VARIANTS:
+        model.sparse_conv = variant == "sparse"
+        train_step(model, optimizer, x, mask)
+        with profile(activities=activities) as prof:
+            train_step(model, optimizer, x, mask)
+            synchronize(device)
+        print(f"-- profile: {work.key} {variant}, one step")
+        print(prof.key_averages().table(sort_by=sort_by, row_limit=args.profile))
 
 
 # -- flops ----------------------------------------------------------------------------------
@@ -249,7 +283,8 @@ def run_memory_probe(probe: Dict[str, object]) -> None:
 def run_workload(work: Workload, args: argparse.Namespace, device: torch.device, peak_gflops: float) -> Dict[str, float]:
     """Time, memory and FLOPs of one workload; prints a block and returns the figures."""
     times = step_times(work, args, device)
-    median = {v: statistics.median(times[v]) for v in VARIANTS}
+    median = {v: statistics.median(t for t, _ in times[v]) for v in VARIANTS}
+    adamw = {v: statistics.median(o for _, o in times[v]) for v in VARIANTS}
     memory = {v: step_memory(work, v, args, device) for v in VARIANTS}
     gmacs = forward_gmacs(work, args.batch, device) if args.flops else {v: float("nan") for v in VARIANTS}
     print(f"== {work.key}: {work.model}, input (N={args.batch}, {', '.join(map(str, work.input_shape))}), "
@@ -258,10 +293,11 @@ def run_workload(work: Workload, args: argparse.Namespace, device: torch.device,
     for v in VARIANTS:
         achieved = 3 * 2 * gmacs[v] / median[v]
         print(f"  {v:6s} step {median[v]:.3f} s (median of {len(times[v])}: "
-              f"{', '.join(f'{t:.3f}' for t in times[v])}); peak memory {memory[v]['peak_mib']:.0f} MiB "
+              f"{', '.join(f'{t:.3f}' for t, _ in times[v])}; AdamW {adamw[v]:.3f} s of it); peak memory {memory[v]['peak_mib']:.0f} MiB "
               f"(process {memory[v]['process_peak_mib']:.0f} MiB); forward {gmacs[v]:.1f} GMACs; "
               f"{achieved:.0f} GFLOP/s = {achieved / peak_gflops:.0%} of matmul")
         figures[f"{work.key}_{v}_step_s"] = median[v]
+        figures[f"{work.key}_{v}_adamw_s"] = adamw[v]
         figures[f"{work.key}_{v}_peak_mib"] = memory[v]["peak_mib"]
         figures[f"{work.key}_{v}_process_peak_mib"] = memory[v]["process_peak_mib"]
         figures[f"{work.key}_{v}_forward_gmacs"] = gmacs[v]
@@ -275,6 +311,8 @@ def run_workload(work: Workload, args: argparse.Namespace, device: torch.device,
     print(f"  sparse / dense: step {figures[f'{work.key}_step_ratio']:.3f}, peak memory "
           f"{figures[f'{work.key}_mem_ratio']:.3f} (process {figures[f'{work.key}_process_mem_ratio']:.3f}), "
           f"forward MACs {figures[f'{work.key}_flop_ratio']:.3f}")
+    if args.profile:
+        print_profiles(work, args, device)
     return figures
 
 
@@ -297,6 +335,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--video-mask", type=float, default=0.9)
     parser.add_argument("--image-mask", type=float, default=0.75)
     parser.add_argument("--matmul-size", type=int, default=2048)
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="also print a torch.profiler table of ROWS ops per variant")
     parser.add_argument("--no-flops", dest="flops", action="store_false", help="skip the fvcore count")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # internal, JSON
     return parser.parse_args(argv)
