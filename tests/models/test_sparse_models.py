@@ -1,5 +1,7 @@
 """The sparse (visible-only) pretraining path against the dense masked path, and the
 model's fast-path features: fused attention, checkpointing, torch.compile, bf16 autocast."""
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -145,3 +147,21 @@ def test_torch_compile_matches_eager():
     for name, p in model.named_parameters():
         if name in grads:
             torch.testing.assert_close(p.grad, grads[name])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("TEST_INDUCTOR"), reason="~40 s of C++ compilation on 2 cores; set TEST_INDUCTOR=1")
+def test_torch_compile_inductor_matches_eager():
+    model = _randomize(BUILDERS["video"]())
+    x = torch.randn(2, 3, *model.input_size)
+    mask = model.random_masking(2)
+    loss, pred, grads = _run(model, x, mask, sparse=True)
+    model.zero_grad(set_to_none=True)
+    loss_c, pred_c, _ = torch.compile(model)(x, mask=mask)
+    head = torch.randn(pred.shape, generator=torch.Generator().manual_seed(1))
+    ((pred_c * head).mean() + loss_c).backward()
+    torch.testing.assert_close(loss_c, loss, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(pred_c, pred, rtol=1e-4, atol=1e-5)
+    for name, p in model.named_parameters():
+        if name in grads:
+            _assert_relative(p.grad, grads[name])
