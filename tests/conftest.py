@@ -1,4 +1,6 @@
 """Shared pytest fixtures."""
+import logging
+
 import pytest
 import torch
 
@@ -7,3 +9,14 @@ import torch
 def _seed():
     """Every test starts from the same RNG state."""
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """Jobs attach handlers to the root logger; drop them after each test."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_convmae", False):
+            root.removeHandler(handler)
+            handler.close()

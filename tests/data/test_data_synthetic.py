@@ -32,7 +32,7 @@ def test_class_is_motion_one_frame_cannot_tell():
 def test_dataset_files_are_real_decodable_and_deterministic(tmp_path):
     kwargs = dict(num_classes=2, clips_per_class=(1, 1, 1), num_frames=8, height=32, width=48, seed=7)
     first = make_synthetic_video_dataset(str(tmp_path / "a"), **kwargs)
-    second = make_synthetic_video_dataset(str(tmp_path / "b"), **kwargs)
+    make_synthetic_video_dataset(str(tmp_path / "b"), **kwargs)
     assert sorted(p.name for p in first["kinetics"].iterdir()) == ["test", "test.csv", "train", "train.csv", "val", "val.csv"]
     assert (first["kinetics"] / "train.csv").read_text() == "train/direction_000/00000.mp4 0\ntrain/direction_180/00001.mp4 1\n"
     assert sorted(p.name for p in first["ssv2"].glob("*.json")) == ["something-something-v2-labels.json", "train.json", "validation.json"]
