@@ -18,13 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from typing import Callable, Dict, List
 
 import torch
 from fvcore.common.config import CfgNode
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from common.data import add_data_config, build_dataset
+from common.data import add_data_config, batch_inputs, build_dataset, collate_views
 from videoconvmae.data.annotations import read_path_label_list
 from videoconvmae.data.decoders import build_decoder
 from videoconvmae.data.frame_sampling import evenly_spaced_stride_clips
@@ -96,6 +97,7 @@ def loader_rate(dataset: Dataset, *, workers: int, batch_size: int, batches: int
     next(iterator), next(iterator)  # warm-up: worker start
     count, start = 0, time.perf_counter()
     for batch in iterator:
+        batch_inputs(batch)  # the consumer's share: uint8 -> normalised float
         count += len(batch["video"]) if per_item == "clips" else len(batch["label"])
     return count / (time.perf_counter() - start)
 
@@ -106,8 +108,9 @@ class NaivePerViewDataset(Dataset):
     def __init__(self, paths: List[str], clips: int, crops: int) -> None:
         self.paths, self.clips, self.crops = paths, clips, crops
         self.decoder = build_decoder("decord")
-        self.views = MultiViewTransform(crop_size=CROP, num_crops=crops, mean=[0.45] * 3, std=[0.225] * 3)
-        self.collate_fn = torch.utils.data.default_collate
+        # uint8 views normalised by the consumer, as in the real multi-view loader
+        self.views = MultiViewTransform(crop_size=CROP, num_crops=crops, mean=[0.45] * 3, std=[0.225] * 3, normalize=False)
+        self.collate_fn = partial(collate_views, normalization=([0.45] * 3, [0.225] * 3))
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -67,7 +67,7 @@ def evaluate_accuracy(model: nn.Module, batches: Iterable[Dict[str, Any]], *, in
     model.eval()
     counts = torch.zeros(3, dtype=torch.float64, device=device)
     for batch in logged_progress(batches, "validation"):
-        inputs = inputs_of(batch).to(device, non_blocking=True)
+        inputs = inputs_of(batch, device)
         labels = batch["label"].to(device)
         scores = view_averaged_scores(model, inputs, input_ndim=input_ndim, precision=precision)
         top1, top5 = topk_correct(scores, labels)
@@ -83,7 +83,7 @@ def predict_videos(model: nn.Module, batches: Iterable[Dict[str, Any]], *, input
     model.eval()
     results: List[VideoResult] = []
     for batch in logged_progress(batches, "multi-view test"):
-        inputs = inputs_of(batch).to(device, non_blocking=True)
+        inputs = inputs_of(batch, device)
         scores = view_averaged_scores(model, inputs, input_ndim=input_ndim, precision=precision)
         results.extend(_video_results(batch, scores.cpu(), inputs.shape[1] if inputs.ndim == input_ndim + 1 else 1))
     return results

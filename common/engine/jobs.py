@@ -91,13 +91,13 @@ def build_loss_fn(cfg: CfgNode, spec: JobSpec, device: torch.device) -> LossFn:
     with mixup/cutmix when ``MIXUP.ENABLE`` (finetuning only)."""
     if spec.pretraining:
         def reconstruction_loss(model: nn.Module, batch: Dict[str, Any]) -> torch.Tensor:
-            return model(batch_inputs(batch).to(device, non_blocking=True))[0]
+            return model(batch_inputs(batch, device))[0]
         return reconstruction_loss
     mixup = None if spec.linear_probe else build_mixup(cfg)
     criterion = SoftTargetCrossEntropy() if mixup else nn.CrossEntropyLoss(label_smoothing=cfg.AUG.LABEL_SMOOTHING)
 
     def classification_loss(model: nn.Module, batch: Dict[str, Any]) -> torch.Tensor:
-        inputs = batch_inputs(batch).to(device, non_blocking=True)
+        inputs = batch_inputs(batch, device)
         targets = batch["label"].to(device, non_blocking=True)
         if mixup is not None:
             inputs, targets = mixup(inputs, targets)

@@ -65,3 +65,24 @@ def test_call_with_timeout_returns_raises_and_times_out():
         call_with_timeout(lambda: time.sleep(3), 0.2)
     assert time.monotonic() - start < 1.0
     assert BoundedCall(lambda: 7).result(0) == 7
+
+
+def test_uint8_batches_are_normalised_by_batch_inputs():
+    from videoconvmae.data.transforms import to_normalized_cthw
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    frames = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)  # (T, C, H, W)
+    sample = {"video": frames.permute(1, 0, 2, 3).contiguous(), "label": 1}
+    batch = collate_clips([[sample], [sample]], normalization=(mean, std))
+    assert batch["video"].dtype == torch.uint8
+    inputs = batch_inputs(batch, torch.device("cpu"))
+    assert inputs.dtype == torch.float32 and inputs.shape == (2, 3, 4, 8, 8)
+    torch.testing.assert_close(inputs[1], to_normalized_cthw(frames, mean, std))
+    views = collate_views([{"video": sample["video"][None].expand(3, -1, -1, -1, -1), "label": 0}], normalization=(mean, std))
+    torch.testing.assert_close(batch_inputs(views)[0, 2], inputs[0])
+
+
+def test_uint8_batch_without_normalization_is_an_error():
+    with pytest.raises(KeyError, match="normalization"):
+        batch_inputs({"video": torch.zeros(1, 3, 2, 4, 4, dtype=torch.uint8)})
+    floats = torch.randn(1, 3, 2, 4, 4)
+    assert batch_inputs({"video": floats}) is floats

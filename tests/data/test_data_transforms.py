@@ -1,3 +1,5 @@
+import random
+
 import pytest
 import torch
 
@@ -99,3 +101,20 @@ def test_multi_view_transform_orders_views_clip_major(frames):
     assert torch.allclose(views[5], last, atol=1e-5)  # clip 1, crop 2 = right edge of the late frames
     centre = CentreViewTransform(crop_size=32, mean=MEAN, std=STD)(decoded[:4])
     assert torch.allclose(centre, views[1], atol=1e-5)
+
+
+def test_uint8_output_of_pretrain_and_multi_view_transforms_normalises_to_the_float_path(frames):
+    from common.data.collate import normalize_uint8
+    normalization = torch.tensor([MEAN, STD])
+    kwargs = dict(mean=MEAN, std=STD)
+    random.seed(3)
+    floats = PretrainVideoTransform(crop_size=32, **kwargs)(_clip(frames))
+    random.seed(3)
+    raw = PretrainVideoTransform(crop_size=32, **kwargs, normalize=False)(_clip(frames))
+    assert raw.dtype == torch.uint8 and raw.shape == floats.shape
+    torch.testing.assert_close(normalize_uint8(raw, normalization, -4), floats)
+    clips = [torch.arange(0, 8), torch.arange(4, 12)]
+    views = MultiViewTransform(crop_size=32, num_crops=3, **kwargs)(torch.from_numpy(frames.copy()), clips)
+    raw_views = MultiViewTransform(crop_size=32, num_crops=3, **kwargs, normalize=False)(torch.from_numpy(frames.copy()), clips)
+    assert raw_views.dtype == torch.uint8
+    torch.testing.assert_close(normalize_uint8(raw_views, normalization, -4), views)

@@ -42,7 +42,7 @@ def _batch(indices, error=""):
 
 def test_predict_videos_and_summary(tmp_path):
     batches = [_batch([0, 1]), _batch([2], error="broken")]
-    results = predict_videos(_MeanClassifier(), batches, inputs_of=lambda b: b["image"], device=torch.device("cpu"),
+    results = predict_videos(_MeanClassifier(), batches, inputs_of=lambda b, device: b["image"], device=torch.device("cpu"),
                              input_ndim=4, precision=FP32)
     assert [r.index for r in results] == [0, 1, 2]
     assert results[0].num_views == 2 and len(results[0].top5) == 5
@@ -63,6 +63,6 @@ def test_summarize_counts_failures_as_wrong():
 
 def test_evaluate_accuracy_counts_samples():
     batch = {"image": torch.randn(4, 1, 4, 4), "label": torch.tensor([5, 5, 0, 0])}
-    out = evaluate_accuracy(_MeanClassifier(), [batch], inputs_of=lambda b: b["image"], device=torch.device("cpu"),
+    out = evaluate_accuracy(_MeanClassifier(), [batch], inputs_of=lambda b, device: b["image"], device=torch.device("cpu"),
                             input_ndim=4, precision=FP32)
     assert out["num_samples"] == 4 and 0 <= out["top1"] <= out["top5"] <= 100

@@ -69,6 +69,7 @@ def build_train_transform(cfg: CfgNode, mode: str, flip: bool) -> Callable[[torc
             flip=flip,
             mean=data.MEAN,
             std=data.STD,
+            normalize=False,  # uint8 to the consumer: see common.data.collate
         )
     aug = cfg.AUG
     return FinetuneVideoTransform(
@@ -95,7 +96,8 @@ def build_video_dataset(cfg: CfgNode, mode: str, videos: List[LabeledVideo], *, 
         mode=data.SAMPLING_MODE, training=training, num_frames=data.NUM_FRAMES, stride=data.SAMPLING_RATE, num_clips=num_clips
     )
     if mode == "test":
-        views = MultiViewTransform(crop_size=data.TEST_CROP_SIZE, num_crops=cfg.TEST.NUM_SPATIAL_CROPS, mean=data.MEAN, std=data.STD)
+        views = MultiViewTransform(crop_size=data.TEST_CROP_SIZE, num_crops=cfg.TEST.NUM_SPATIAL_CROPS,
+                                   mean=data.MEAN, std=data.STD, normalize=False)
         return MultiViewVideoDataset(
             videos=videos, decoder=decoder, choose_clips=choose, transform=views, num_clips=num_clips, num_frames=data.NUM_FRAMES
         )
@@ -110,6 +112,7 @@ def build_video_dataset(cfg: CfgNode, mode: str, videos: List[LabeledVideo], *, 
         transform=transform,
         num_views=data.REPEATED_SAMPLING if training else 1,
         max_retries=data.MAX_BAD_FILE_RETRIES,
+        normalization=(tuple(data.MEAN), tuple(data.STD)) if mode == "pretrain" else None,
     )
 
 

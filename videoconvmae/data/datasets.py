@@ -10,13 +10,14 @@ Both read the next item's frames in a background thread while the current item i
 All random draws stay in the calling thread, so results do not depend on thread timing.
 """
 import random
+from functools import partial
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
 import torch
 from torch.utils.data import Dataset
 
-from common.data.collate import collate_clips, collate_views
+from common.data.collate import Normalization, collate_clips, collate_views
 from common.data.failures import BadFileLog, load_with_substitutes
 
 from .annotations import LabeledVideo
@@ -74,9 +75,9 @@ class VideoClipDataset(Dataset):
     ``label``, ``video_index``, ``clip_index`` (0), ``aug_index`` (0..num_views-1), ``path``,
     ``decode_failures`` (bad files skipped to produce the item, on its first view, 0 on the
     others, so a batch sum counts each skip once). ``collate_fn`` flattens the views into the batch.
+    A transform that returns uint8 clips needs ``normalization`` (mean, std): the batch
+    carries it and ``common.data.batch_inputs`` normalises there.
     """
-
-    collate_fn = staticmethod(collate_clips)
 
     def __init__(
         self,
@@ -87,9 +88,11 @@ class VideoClipDataset(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor],
         num_views: int = 1,
         max_retries: int = 10,
+        normalization: Normalization = None,
     ) -> None:
         self.videos, self.decoder, self.choose_clip, self.transform = list(videos), decoder, choose_clip, transform
         self.num_views, self.max_retries = num_views, max_retries
+        self.collate_fn = partial(collate_clips, normalization=normalization)
         self.bad_files = BadFileLog()
 
     def __len__(self) -> int:
@@ -144,8 +147,6 @@ class MultiViewVideoDataset(Dataset):
     (V,), ``label``, ``video_index``, ``path``, ``error`` ("" or "path: reason"; then ``video``
     is zeros)."""
 
-    collate_fn = staticmethod(collate_views)
-
     def __init__(
         self,
         *,
@@ -158,6 +159,7 @@ class MultiViewVideoDataset(Dataset):
     ) -> None:
         self.videos, self.decoder, self.choose_clips, self.transform = list(videos), decoder, choose_clips, transform
         self.num_clips, self.num_frames = num_clips, num_frames
+        self.collate_fn = partial(collate_views, normalization=None if transform.normalize else (transform.mean, transform.std))
         self.bad_files = BadFileLog()
         crops = transform.num_crops
         self.temporal_index = torch.arange(num_clips).repeat_interleave(crops)
@@ -177,7 +179,7 @@ class MultiViewVideoDataset(Dataset):
         except DecodeError as failure:
             self.bad_files.report(failure)
             size = self.transform.crop_size
-            views = torch.zeros(len(self.temporal_index), 3, self.num_frames, size, size)
+            views = torch.zeros(len(self.temporal_index), 3, self.num_frames, size, size, dtype=self.transform.dtype)
             error = str(failure)
         return {
             "video": views,

@@ -100,7 +100,8 @@ def to_normalized_cthw(frames: torch.Tensor, mean: Sequence[float], std: Sequenc
 
 class PretrainVideoTransform:
     """Pretraining clip transform: multi-scale crop (or random resized crop) to
-    ``crop_size``, optional horizontal flip, normalisation. uint8 (T, H, W, 3) -> (C, T, S, S)."""
+    ``crop_size``, optional horizontal flip, normalisation. uint8 (T, H, W, 3) -> float
+    (C, T, S, S); with ``normalize=False`` uint8 (C, T, S, S), normalised by the consumer."""
 
     def __init__(
         self,
@@ -114,12 +115,13 @@ class PretrainVideoTransform:
         flip: bool = True,
         mean: Sequence[float],
         std: Sequence[float],
+        normalize: bool = True,
     ) -> None:
         if crop not in ("multiscale", "random_resized"):
             raise ValueError(f"crop must be 'multiscale' or 'random_resized', got {crop!r}")
         self.crop_size, self.crop, self.scales, self.max_distort = crop_size, crop, scales, max_distort
         self.area_range, self.aspect_range = area_range, aspect_range
-        self.flip, self.mean, self.std = flip, mean, std
+        self.flip, self.mean, self.std, self.normalize = flip, mean, std, normalize
 
     def crop_box(self, frames: torch.Tensor) -> Box:
         """A random crop box for (T, C, H, W) frames."""
@@ -131,6 +133,8 @@ class PretrainVideoTransform:
         clip = to_tchw(frames)
         clip = crop_resize(clip, self.crop_box(clip), self.crop_size)
         flip = self.flip and random.random() < 0.5
+        if not self.normalize:
+            return channels_first(clip, flip=flip)
         return to_normalized_cthw(clip, self.mean, self.std, flip=flip)
 
 
@@ -184,19 +188,31 @@ class MultiViewTransform:
     clips, then ``num_crops`` square crops along the long side, normalised.
 
     Called with uint8 (U, H, W, 3) frames and the clips' (T,) positions in them; returns float
-    (V, C, T, S, S) with V = clips x crops, view v = clip v // crops, crop v % crops.
+    (V, C, T, S, S) with V = clips x crops, view v = clip v // crops, crop v % crops (uint8 with
+    ``normalize=False``, normalised by the consumer).
     """
 
-    def __init__(self, *, crop_size: int, num_crops: int, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, *, crop_size: int, num_crops: int, mean: Sequence[float], std: Sequence[float],
+                 normalize: bool = True) -> None:
         self.crop_size, self.num_crops, self.mean, self.std = crop_size, num_crops, mean, std
+        self.normalize = normalize
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """float32 when normalising, else uint8 (normalised later, see ``common.data.batch_inputs``)."""
+        return torch.float32 if self.normalize else torch.uint8
 
     def __call__(self, frames: torch.Tensor, clips: Sequence[torch.Tensor]) -> torch.Tensor:
         resized = resize_short_side(to_tchw(frames), self.crop_size)
         num_frames, size = len(clips[0]), self.crop_size
-        views = torch.empty(len(clips) * self.num_crops, resized.shape[1], num_frames, size, size)
+        views = torch.empty(len(clips) * self.num_crops, resized.shape[1], num_frames, size, size, dtype=self.dtype)
         for k, clip in enumerate(clips):
             for s, crop in enumerate(spatial_crops(resized[clip], size, self.num_crops)):
-                normalize_into(views[k * self.num_crops + s], channels_first(crop), self.mean, self.std)
+                view = views[k * self.num_crops + s]
+                if self.normalize:
+                    normalize_into(view, channels_first(crop), self.mean, self.std)
+                else:
+                    view.copy_(crop.permute(1, 0, 2, 3))
         return views
 
 
