@@ -23,5 +23,5 @@ setup(
         "matplotlib",
         "pillow",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "tensorboard"]},
 )
