@@ -38,14 +38,20 @@ def collate_views(items: Sequence[Dict[str, Any]], normalization: Normalization 
     return _with_normalization(default_collate(list(items)), normalization)
 
 
+def normalization_affine(mean, std, shape: Sequence[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ``scale``, ``shift`` (float32, viewed as ``shape``) such that
+    ``(x / 255 - mean) / std == x * scale - shift`` for uint8 pixel values ``x``."""
+    mean = torch.as_tensor(mean, dtype=torch.float64)
+    std = torch.as_tensor(std, dtype=torch.float64)
+    return (1.0 / (255.0 * std)).float().view(shape), (mean / std).float().view(shape)
+
+
 def normalize_uint8(x: torch.Tensor, normalization: torch.Tensor, channel_dim: int) -> torch.Tensor:
     """uint8 ``x`` -> float32 ``(x / 255 - mean) / std`` per channel (``normalization`` (2, C))."""
     shape = [1] * x.dim()
     shape[channel_dim] = -1
-    mean, std = normalization.to(x.device)
-    scale = (1.0 / (255.0 * std)).view(shape)
-    shift = (mean / std).view(shape)
-    return x.float().mul_(scale).sub_(shift)
+    scale, shift = normalization_affine(*normalization.cpu(), shape)
+    return x.float().mul_(scale.to(x.device)).sub_(shift.to(x.device))
 
 
 def batch_inputs(batch: Dict[str, Any], device: Optional[torch.device] = None) -> torch.Tensor:

@@ -86,3 +86,11 @@ def test_uint8_batch_without_normalization_is_an_error():
         batch_inputs({"video": torch.zeros(1, 3, 2, 4, 4, dtype=torch.uint8)})
     floats = torch.randn(1, 3, 2, 4, 4)
     assert batch_inputs({"video": floats}) is floats
+
+
+def test_normalization_affine_matches_the_formula():
+    from common.data.collate import normalization_affine
+    scale, shift = normalization_affine((0.5, 0.25), (0.2, 0.5), (-1, 1))
+    x = torch.tensor([[0.0, 255.0], [51.0, 102.0]])
+    expected = (x / 255 - torch.tensor([[0.5], [0.25]])) / torch.tensor([[0.2], [0.5]])
+    torch.testing.assert_close(x * scale - shift, expected)

@@ -15,6 +15,8 @@ import common.data  # noqa: F401  (installs the torchvision alias pytorchvideo.t
 from pytorchvideo.transforms import RandAugment
 from timm.data.random_erasing import RandomErasing
 
+from common.data.collate import normalization_affine
+
 Box = Tuple[int, int, int, int]  # top, left, height, width
 
 # Crop positions of VideoMAE's multi-scale crop, in quarters of the free space (row, column).
@@ -85,9 +87,7 @@ def channels_first(frames: torch.Tensor, *, flip: bool = False) -> torch.Tensor:
 
 def normalize_into(out: torch.Tensor, frames: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """Writes ``(frames / 255 - mean) / std`` into float ``out``; both (C, ...), same shape."""
-    shape = (-1,) + (1,) * (frames.dim() - 1)
-    scale = torch.tensor([1 / (255 * s) for s in std]).view(shape)
-    shift = torch.tensor([m / s for m, s in zip(mean, std)]).view(shape)
+    scale, shift = normalization_affine(mean, std, (-1,) + (1,) * (frames.dim() - 1))
     return out.copy_(frames).mul_(scale).sub_(shift)
 
 
