@@ -78,21 +78,33 @@ def panel_grid(panels: Dict[str, torch.Tensor], sample: int = 0, pad: int = 2) -
     return grid
 
 
-def save_reconstruction_png(panels: Dict[str, torch.Tensor], path: Path, sample: int = 0) -> Path:
-    """Write the panel grid of one sample as a PNG."""
+def samples_grid(panels: Dict[str, torch.Tensor], pad: int = 2, gap: int = 8) -> torch.Tensor:
+    """The ``panel_grid`` of every sample, stacked top to bottom with ``gap`` white rows between."""
+    grids = [panel_grid(panels, sample, pad) for sample in range(len(panels[PANELS[0]]))]
+    white = torch.ones(grids[0].shape[0], gap, grids[0].shape[2])
+    return torch.cat([part for grid in grids for part in (white, grid)][1:], dim=1)
+
+
+def save_reconstruction_png(panels: Dict[str, torch.Tensor], path: Path) -> Path:
+    """Write the panel grids of all samples (``samples_grid``) as a PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _to_image(panel_grid(panels, sample)).save(path)
+    _to_image(samples_grid(panels)).save(path)
     return path
 
 
-def save_reconstruction_gif(panels: Dict[str, torch.Tensor], path: Path, sample: int = 0,
-                            frame_ms: int = 150) -> Path:
-    """Write an animated GIF: the four panels side by side, one GIF frame per clip frame."""
+def save_reconstruction_gif(panels: Dict[str, torch.Tensor], path: Path, frame_ms: int = 150) -> Path:
+    """Write an animated GIF, one GIF frame per clip frame: for each sample (top to bottom) its
+    four panels side by side."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = [_frames(panels[name][sample]) for name in PANELS]
-    frames = [_to_image(torch.cat([col[f] for col in columns], dim=-1)) for f in range(columns[0].shape[0])]
+    samples = range(len(panels[PANELS[0]]))
+    columns = [[_frames(panels[name][sample]) for name in PANELS] for sample in samples]
+    num_frames = columns[0][0].shape[0]
+    frames = [
+        _to_image(torch.cat([torch.cat([column[f] for column in row], dim=-1) for row in columns], dim=-2))
+        for f in range(num_frames)
+    ]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
     return path
 

@@ -2,7 +2,7 @@
 original / masked input / reconstruction / pasted, plus an animated GIF for videos), and the
 training curve from a run's JSON-lines log.
 
-Usage: python tools/visualize.py --checkpoint OUT/checkpoint-last.pth --input clip.mp4 [--output-dir DIR]
+Usage: python tools/visualize.py --checkpoint OUT/checkpoint-last.pth --input clip.mp4 [more.mp4 ...] [--output-dir DIR]
        python tools/visualize.py --log OUT/log.jsonl [--keys train_loss] [--output-dir DIR]
 """
 import argparse
@@ -21,7 +21,8 @@ from common.engine.reconstruct import write_reconstruction, write_training_curve
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, help="pretraining checkpoint (checkpoint-*.pth)")
-    parser.add_argument("--input", type=Path, help="video (or, for image models, image) to reconstruct")
+    parser.add_argument("--input", type=Path, nargs="+",
+                        help="videos (or, for image models, images) to reconstruct, one picture for all")
     parser.add_argument("--cfg", default=None, help="config of the checkpoint's run (default: the one it stores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random mask")
     parser.add_argument("--log", type=Path, help="JSON-lines log (OUTPUT_DIR/log.jsonl) to plot")
@@ -41,8 +42,9 @@ def main(argv: Optional[List[str]] = None) -> List[Path]:
     written = []
     if args.checkpoint:
         cfg = load_config(args.cfg) if args.cfg else None
+        stem = args.input[0].stem if len(args.input) == 1 else "inputs"
         written += write_reconstruction(args.checkpoint, args.input, args.output_dir,
-                                        name=f"{args.input.stem}_reconstruction", cfg=cfg, seed=args.seed)
+                                        name=f"{stem}_reconstruction", cfg=cfg, seed=args.seed)
     if args.log:
         written.append(write_training_curve(args.log, args.output_dir / "training_curve.png", args.keys))
     for path in written:

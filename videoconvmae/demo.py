@@ -50,7 +50,9 @@ class DemoPlan:
     seed: int = 0
     clips_per_class: Tuple[int, int, int] = (48, 8, 16)  # train, val, test
     video_size: Tuple[int, int] = (80, 112)  # height, width of the generated clips
-    background: str = "smooth"  # see videoconvmae.data.synthetic.render_motion_clip
+    background: str = "smooth"  # these three: see videoconvmae.data.synthetic.render_motion_clip
+    square: str = "plain"
+    square_size: float = 0.4
     overrides: Tuple[str, ...] = ()
 
 
@@ -64,7 +66,7 @@ def ensure_dataset(plan: DemoPlan, num_classes: int) -> Path:
     height, width = plan.video_size
     make_synthetic_video_dataset(str(plan.data_dir), num_classes=num_classes, clips_per_class=plan.clips_per_class,
                                  height=height, width=width, seed=DATASET_SEED, formats=("kinetics",), progress=True,
-                                 background=plan.background)
+                                 background=plan.background, square=plan.square, square_size=plan.square_size)
     return folder
 
 
@@ -94,15 +96,18 @@ def first_and_last_loss(log_path: Path) -> Tuple[float, float]:
     return losses[0], losses[-1]
 
 
-def held_out_video(data_dir: Path) -> Path:
-    """The first video of the test split (never seen in training)."""
-    first = read_path_label_list(str(data_dir / "test.csv"), prefix="", separator="")[0]
-    return Path(first.path)
+def held_out_videos(data_dir: Path) -> List[Path]:
+    """The first video of each class in the test split (never seen in training), by class."""
+    first: Dict[int, Path] = {}
+    for video in read_path_label_list(str(data_dir / "test.csv"), prefix="", separator=""):
+        first.setdefault(video.label, Path(video.path))
+    return [first[label] for label in sorted(first)]
 
 
 def write_pictures(pretrain_dir: Path, data_dir: Path, output_dir: Path, seed: int) -> List[Path]:
-    """Reconstruction (PNG grid + GIF) of a held-out clip and the pretraining curve, in ``output_dir``."""
-    paths = write_reconstruction(pretrain_dir / LAST_CHECKPOINT, held_out_video(data_dir), output_dir,
+    """Reconstructions (PNG grid + GIF) of one held-out clip per class and the pretraining curve,
+    in ``output_dir``."""
+    paths = write_reconstruction(pretrain_dir / LAST_CHECKPOINT, held_out_videos(data_dir), output_dir,
                                  name="reconstruction", seed=seed)
     paths.append(write_training_curve(pretrain_dir / JSON_LOG_FILE, output_dir / "pretrain_curve.png"))
     return paths

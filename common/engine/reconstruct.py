@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import yaml
@@ -74,18 +74,21 @@ def load_image(path: Path, cfg: CfgNode) -> torch.Tensor:
     return transform(load_rgb(str(path)))[None]
 
 
-def write_reconstruction(checkpoint: Path, media: Path, output_dir: Path, *, name: str = "reconstruction",
-                         cfg: Optional[CfgNode] = None, seed: int = 0) -> List[Path]:
-    """Reconstruct ``media`` (a video, or an image for image models) with pretraining
-    ``checkpoint`` under a random mask drawn from ``seed``; writes ``output_dir/name.png``
-    (rows: original, masked input, reconstruction, reconstruction pasted into the visible
-    input; one column per frame) and, for videos, ``name.gif``. Returns the written paths."""
+def write_reconstruction(checkpoint: Path, media: Union[Path, Sequence[Path]], output_dir: Path, *,
+                         name: str = "reconstruction", cfg: Optional[CfgNode] = None, seed: int = 0) -> List[Path]:
+    """Reconstruct ``media`` (videos, or images for image models; one path or several) with
+    pretraining ``checkpoint`` under random masks drawn from ``seed``; writes
+    ``output_dir/name.png`` (per input, top to bottom, rows: original, masked input,
+    reconstruction, reconstruction pasted into the visible input; one column per frame) and,
+    for videos, ``name.gif``. Returns the written paths."""
+    files = [Path(media)] if isinstance(media, (str, Path)) else [Path(m) for m in media]
     model, cfg = load_pretraining_model(Path(checkpoint), cfg)
     video = is_video(cfg)
-    if video == (Path(media).suffix.lower() in IMAGE_SUFFIXES):
-        kind = "video" if video else "image"
-        raise ValueError(f"{media}: the checkpoint's model ({cfg.MODEL.NAME}) needs a {kind} file")
-    x = load_video_clip(Path(media), cfg) if video else load_image(Path(media), cfg)
+    for path in files:
+        if video == (path.suffix.lower() in IMAGE_SUFFIXES):
+            kind = "video" if video else "image"
+            raise ValueError(f"{path}: the checkpoint's model ({cfg.MODEL.NAME}) needs a {kind} file")
+    x = torch.cat([load_video_clip(path, cfg) if video else load_image(path, cfg) for path in files])
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         panels = reconstruction_panels(model, x, mean=cfg.DATA.MEAN, std=cfg.DATA.STD)
@@ -93,7 +96,7 @@ def write_reconstruction(checkpoint: Path, media: Path, output_dir: Path, *, nam
     paths = [save_reconstruction_png(panels, output_dir / f"{name}.png")]
     if video:
         paths.append(save_reconstruction_gif(panels, output_dir / f"{name}.gif"))
-    logger.info("reconstruction of %s written to %s", media, ", ".join(map(str, paths)))
+    logger.info("reconstruction of %s written to %s", ", ".join(map(str, files)), ", ".join(map(str, paths)))
     return paths
 
 

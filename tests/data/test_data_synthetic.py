@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from videoconvmae.data.decoders import build_decoder
@@ -51,3 +52,20 @@ def test_cli_help_and_run(tmp_path):
         check=True, capture_output=True, cwd=REPO,
     )
     assert len(list((tmp_path / "ssv2").glob("*.webm"))) == 8 and (tmp_path / "images" / "val").is_dir() and not (tmp_path / "kinetics").exists()
+
+
+def test_a_plain_square_is_one_colour_of_the_asked_size():
+    clip = render_motion_clip(label=0, num_classes=4, num_frames=3, height=40, width=56, rng=np.random.default_rng(2),
+                              background="smooth", square="plain", square_size=0.4)
+    bright = clip[0].max(-1) >= 120  # the smooth background stays below 72, the square at 120 or above
+    rows, cols = np.nonzero(bright)
+    assert bright.sum() == 16 * 16 and len(set(rows)) == len(set(cols)) == 16  # side 0.4 * 40 (it may wrap)
+    assert len(np.unique(clip[0][bright], axis=0)) == 1
+
+
+def test_a_bad_style_is_refused_before_any_file_is_written(tmp_path):
+    for style, match in (({"square": "round"}, "square must be one of"), ({"square_size": 1.5}, "fraction of the frame height"),
+                         ({"background": "stripes"}, "background must be one of")):
+        with pytest.raises(ValueError, match=match):
+            make_synthetic_video_dataset(str(tmp_path / "out"), **style)
+    assert not (tmp_path / "out").exists()

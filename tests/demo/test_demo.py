@@ -11,7 +11,7 @@ from PIL import Image
 
 from tests.demo.conftest import tool_main
 from videoconvmae.data.synthetic import render_motion_clip
-from videoconvmae.demo import RESULTS_FILE, first_and_last_loss, format_table
+from videoconvmae.demo import RESULTS_FILE, first_and_last_loss, format_table, held_out_videos
 
 REQUIRED_KEYS = ("pretrain_loss_first", "pretrain_loss_last", "pretrained_top1", "scratch_top1", "seconds")
 # Smallest budget: 8 training clips (one step), one epoch per stage, one view per test video.
@@ -37,10 +37,13 @@ def test_short_demo_writes_results_and_pictures(tmp_path, capsys):
     assert set(results["stage_seconds"]) == {"pretrain", "finetune_pretrained", "test_pretrained",
                                              "finetune_scratch", "test_scratch"}
 
-    with Image.open(out / "reconstruction.png") as png:
-        assert png.format == "PNG" and png.width > png.height > 0
+    one_clip = (8 * 80 + 7 * 2, 4 * 80 + 3 * 2)  # 8 frames of 80x80 by 4 panels, 2-pixel padding
+    with Image.open(out / "reconstruction.png") as png:  # one held-out clip per class, 8-pixel gaps
+        assert png.format == "PNG" and png.size == (one_clip[0], 4 * one_clip[1] + 3 * 8)
     with Image.open(out / "reconstruction.gif") as gif:
-        assert gif.format == "GIF" and gif.n_frames == 8  # one GIF frame per clip frame
+        assert gif.format == "GIF" and gif.n_frames == 8 and gif.size == (4 * 80, 4 * 80)  # one GIF frame per clip frame
+    assert [p.parent.name for p in held_out_videos(out / "data" / "kinetics")] == [
+        f"direction_{d:03d}" for d in (0, 90, 180, 270)]
     with Image.open(out / "pretrain_curve.png") as curve:
         assert curve.format == "PNG"
     table = capsys.readouterr().out

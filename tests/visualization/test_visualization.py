@@ -9,6 +9,7 @@ from common.models.reconstruction import denormalize_patches, normalize_patches
 from common.visualization import (
     PANELS,
     panel_grid,
+    samples_grid,
     plot_training_curve,
     read_json_lines,
     reconstruction_panels,
@@ -47,6 +48,18 @@ def test_png_and_gif_are_well_formed(tmp_path):
     assert gif.n_frames == 4 and gif.size == (4 * 32, 32)
     image_panels = reconstruction_panels(tiny_image_mae(), torch.randn(1, 3, 64, 96))
     assert panel_grid(image_panels).shape == (3, 4 * 64 + 6, 96)
+
+
+def test_several_samples_stack_top_to_bottom(tmp_path):
+    panels = reconstruction_panels(tiny_video_mae(), torch.randn(3, 3, 4, 32, 32))
+    grid = samples_grid(panels, gap=8)
+    one = 4 * 32 + 3 * 2
+    assert grid.shape == (3, 3 * one + 2 * 8, one)
+    assert torch.equal(grid[:, one + 8: 2 * one + 8], panel_grid(panels, sample=1))
+    assert torch.all(grid[:, one: one + 8] == 1)
+    assert Image.open(save_reconstruction_png(panels, tmp_path / "r.png")).size == (one, 3 * one + 16)
+    gif = Image.open(save_reconstruction_gif(panels, tmp_path / "r.gif"))
+    assert gif.n_frames == 4 and gif.size == (4 * 32, 3 * 32)
 
 
 def test_training_curve_png(tmp_path):

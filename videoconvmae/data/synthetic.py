@@ -46,26 +46,39 @@ def _smooth_texture(rng: np.random.Generator, height: int, width: int, cells: in
 
 
 BACKGROUNDS = ("blocks", "smooth")
+SQUARES = ("textured", "plain")
+
+
+def _check_style(background: str, square: str, square_size: float) -> None:
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
+    if square not in SQUARES:
+        raise ValueError(f"square must be one of {SQUARES}, got {square!r}")
+    if not 0 < square_size <= 1:
+        raise ValueError(f"square_size is the square's side as a fraction of the frame height, in (0, 1]; "
+                         f"got {square_size!r}")
 
 
 def render_motion_clip(
     *, label: int, num_classes: int, num_frames: int, height: int, width: int, rng: np.random.Generator,
-    background: str = "blocks",
+    background: str = "blocks", square: str = "textured", square_size: float = 0.25,
 ) -> np.ndarray:
     """Frames (num_frames, height, width, 3) uint8 of a square moving in the class direction.
 
     The square wraps around the frame edges, so it never leaves the picture. ``background``:
     "blocks" (fine random colour blocks) or "smooth" (a dim, low-contrast blend of a few colours, which a
-    masked autoencoder can fill in from the visible parts, so its pictures show the square).
+    masked autoencoder can fill in from the visible parts). ``square``: "textured" (bright random colour
+    blocks) or "plain" (one bright colour, which a masked autoencoder can extend from a visible corner,
+    so its pictures show the square). ``square_size``: the side as a fraction of ``height``.
     """
-    if background not in BACKGROUNDS:
-        raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
+    _check_style(background, square, square_size)
     if background == "blocks":
         scene = _block_texture(rng, height, width, max(2, height // 24), 0, 160)
     else:
         scene = _smooth_texture(rng, height, width, 3, 16, 72)
-    side = max(4, height // 4)
-    square = _block_texture(rng, side, side, max(1, side // 4), 120, 256)
+    side = max(4, round(height * square_size))
+    block = max(1, side // 4) if square == "textured" else side  # a plain square is one block
+    square_pixels = _block_texture(rng, side, side, block, 120, 256)
     angle = math.radians(direction_degrees(label, num_classes))
     speed = width * rng.uniform(0.006, 0.012)
     start_x, start_y = rng.uniform(0, width), rng.uniform(0, height)
@@ -75,7 +88,7 @@ def render_motion_clip(
         y = round(start_y - t * speed * math.sin(angle))  # image rows grow downwards
         rows = (y + np.arange(side)) % height
         cols = (x + np.arange(side)) % width
-        frames[t][np.ix_(rows, cols)] = square
+        frames[t][np.ix_(rows, cols)] = square_pixels
     return frames
 
 
@@ -128,6 +141,8 @@ def make_synthetic_video_dataset(
     formats: Sequence[str] = ("kinetics", "ssv2"),
     progress: bool = False,
     background: str = "blocks",
+    square: str = "textured",
+    square_size: float = 0.25,
 ) -> Dict[str, Path]:
     """Writes the motion dataset under ``root`` and returns ``{format: folder}``.
 
@@ -135,9 +150,10 @@ def make_synthetic_video_dataset(
     ``test.csv`` ("path label", paths relative to the folder); usable as folder-per-class too.
     ``ssv2``: ``root/ssv2/<n>.webm`` with ``something-something-v2-labels.json``,
     ``train.json`` and ``validation.json`` (no test split, as in SSV2: test uses validation).
-    ``clips_per_class`` gives the train, val, test counts per class; ``background`` is that of
-    ``render_motion_clip``. Same seed, same files.
+    ``clips_per_class`` gives the train, val, test counts per class; ``background``, ``square`` and
+    ``square_size`` are those of ``render_motion_clip``. Same seed, same files.
     """
+    _check_style(background, square, square_size)  # before any file is written
     written = {}
     for fmt in formats:
         if fmt not in ("kinetics", "ssv2"):
@@ -152,7 +168,7 @@ def make_synthetic_video_dataset(
             rng = np.random.default_rng([seed, number])
             frames = render_motion_clip(
                 label=label, num_classes=num_classes, num_frames=num_frames, height=height, width=width, rng=rng,
-                background=background,
+                background=background, square=square, square_size=square_size,
             )
             if fmt == "kinetics":
                 relative = f"{split}/direction_{direction_degrees(label, num_classes):03d}/{number:05d}.mp4"
