@@ -4,7 +4,8 @@ Measures, single-threaded torch in every process:
 - bare decord: ``VideoReader(path, num_threads=1).get_batch(16 frames, stride 4)`` per clip;
 - PyTorchVideo's ``EncodedVideo.get_clip`` (pyav and decord) for the same clips;
 - the pretraining loader (16x224x224, multi-scale crop + flip + normalise) per decoder, worker
-  count and repeated sampling (1, 2);
+  count and repeated sampling (1, 2), built as the training job builds it (seeded samples,
+  reading ahead across batches);
 - the multi-view test loader (5x3 views from one decode) against a naive loader decoding
   once per view;
 - the peak RSS of one worker on 720p sources (pretraining and multi-view loaders).
@@ -23,9 +24,11 @@ from typing import Callable, Dict, List
 
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
 
 from common.data import add_data_config, batch_inputs, build_dataset, collate_views
+from common.data.read_ahead import LookaheadBatchSampler
+from common.engine.sampling import SEED_RANGE, SeededDataset
 from videoconvmae.data.annotations import read_path_label_list
 from videoconvmae.data.decoders import build_decoder
 from videoconvmae.data.frame_sampling import evenly_spaced_stride_clips
@@ -90,9 +93,14 @@ def encoded_video_rate(paths: List[str], decoder: str, seconds: float) -> float:
 
 
 def loader_rate(dataset: Dataset, *, workers: int, batch_size: int, batches: int, per_item: str) -> float:
-    """Clips (``per_item`` "clips") or videos per second through a DataLoader."""
-    sampler = RandomSampler(dataset, replacement=True, num_samples=batch_size * (batches + 2))
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=dataset.collate_fn)
+    """Clips (``per_item`` "clips": a training loader) or videos ("videos": a test loader) per
+    second through a DataLoader made as the engine makes it: batches with read-ahead hints, and
+    for training ``SeededDataset`` over ``(index, seed)`` keys."""
+    indices = list(RandomSampler(dataset, replacement=True, num_samples=batch_size * (batches + 2)))
+    if per_item == "clips":
+        dataset, indices = SeededDataset(dataset), [(i, random.randrange(SEED_RANGE)) for i in indices]
+    batch_sampler = LookaheadBatchSampler(BatchSampler(indices, batch_size, drop_last=False), workers)
+    loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, collate_fn=dataset.collate_fn)
     iterator = iter(loader)
     next(iterator), next(iterator)  # warm-up: worker start
     count, start = 0, time.perf_counter()
@@ -131,7 +139,7 @@ def worker_peak_rss_mb(data_dir: str, mode: str, batch_size: int) -> float:
         "import resource, sys; sys.argv = ['x'];"
         "from benchmarks.data_throughput import make_cfg, loader_rate; from common.data import build_dataset;"
         f"ds = build_dataset(make_cfg({data_dir!r}), {mode!r});"
-        f"loader_rate(ds, workers=1, batch_size={batch_size}, batches=4, per_item='clips');"
+        f"loader_rate(ds, workers=1, batch_size={batch_size}, batches=4, per_item={'clips' if mode == 'pretrain' else 'videos'!r});"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

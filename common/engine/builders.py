@@ -9,8 +9,9 @@ from typing import Any, Dict
 import torch
 from fvcore.common.config import CfgNode
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset
 
+from common.data.read_ahead import LookaheadBatchSampler
 from common.engine.distributed import DistInfo
 from common.engine.sampling import SeededDataset, ShardSampler, TrainSampler
 from common.models import create_model
@@ -88,7 +89,7 @@ def per_rank_batch(global_batch: int, dist: DistInfo, key: str) -> int:
 
 
 def build_train_loader(cfg: CfgNode, dataset: Dataset, dist: DistInfo) -> DataLoader:
-    """Loader over ``SeededDataset(dataset)`` with an epoch-seeded ``TrainSampler`` (``loader.sampler``)."""
+    """Loader over ``SeededDataset(dataset)`` with an epoch-seeded ``TrainSampler`` (``train_sampler(loader)``)."""
     sampler = TrainSampler(len(dataset), rank=dist.rank, world_size=dist.world_size,
                            seed=cfg.RNG_SEED, repeats=cfg.TRAIN.REPEATED_AUG)
     return _loader(cfg, SeededDataset(dataset), sampler,
@@ -102,16 +103,20 @@ def build_eval_loader(cfg: CfgNode, dataset: Dataset, dist: DistInfo) -> DataLoa
     return _loader(cfg, dataset, sampler, batch, drop_last=False)
 
 
+def train_sampler(loader: DataLoader) -> TrainSampler:
+    """The ``TrainSampler`` of a ``build_train_loader`` loader (inside its batch sampler)."""
+    return loader.batch_sampler.sampler
+
+
 def _loader(cfg: CfgNode, dataset: Dataset, sampler, batch_size: int, *, drop_last: bool) -> DataLoader:
+    """Batches carry read-ahead hints (``LookaheadBatchSampler``) for two-phase datasets."""
     workers = cfg.DATA_LOADER.NUM_WORKERS
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=sampler,
+        batch_sampler=LookaheadBatchSampler(BatchSampler(sampler, batch_size, drop_last), workers),
         num_workers=workers,
         collate_fn=getattr(dataset, "collate_fn", None),
         pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
-        drop_last=drop_last,
         persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(cfg.RNG_SEED),  # keeps the global RNG untouched
     )

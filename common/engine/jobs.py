@@ -21,7 +21,7 @@ from common.config import RESOLVED_CONFIG_NAME, save_config
 from common.config_checks import validate_config
 from common.data import batch_inputs, build_dataset, build_mixup
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
-                                    has_probe_head, input_ndim)
+                                    has_probe_head, input_ndim, train_sampler)
 from common.engine.checkpointing import (Position, find_resume_checkpoint, load_initial_weights,
                                          resume_training_state, save_training_state)
 from common.engine.distributed import DistInfo, barrier, init_distributed
@@ -150,10 +150,10 @@ def _epochs(cfg: CfgNode, state: TrainState, conf: StepConfig, loader, val_loade
     writer = MetricsWriter(cfg.OUTPUT_DIR, tensorboard=cfg.LOG.TENSORBOARD) if conf.dist.is_main else None
     preemption = PreemptionHandler().install()
     record: Dict[str, Any] = {}
-    micro_batch = loader.batch_size * cfg.TRAIN.ACCUM_ITER
+    micro_batch = loader.batch_sampler.batch_size * cfg.TRAIN.ACCUM_ITER
     try:
         for epoch in range(state.position.epoch, cfg.SOLVER.MAX_EPOCH):
-            loader.sampler.set_epoch(epoch, start=state.position.epoch_iteration * micro_batch)
+            train_sampler(loader).set_epoch(epoch, start=state.position.epoch_iteration * micro_batch)
             record = {"epoch": epoch + 1, **train_one_epoch(state, iter(loader), steps=steps, conf=conf,
                                                               preemption=preemption)}
             state.position = Position(epoch + 1, state.position.iteration, 0)

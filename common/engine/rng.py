@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import random
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Tuple
 
 import numpy as np
 import torch
@@ -26,22 +26,44 @@ def make_deterministic() -> None:
     torch.backends.cudnn.deterministic = True
 
 
+CpuRngStates = Tuple[Any, Any, torch.Tensor]
+
+
+def cpu_rng_states() -> CpuRngStates:
+    """The python, numpy and torch CPU RNG states (CUDA generators are not touched: sample
+    loading runs on the CPU)."""
+    return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+
+def set_cpu_rng_states(states: CpuRngStates) -> None:
+    """Inverse of ``cpu_rng_states``."""
+    random.setstate(states[0])
+    np.random.set_state(states[1])
+    torch.set_rng_state(states[2])
+
+
+@contextmanager
+def cpu_rngs_from(states: CpuRngStates) -> Iterator[None]:
+    """Inside the block the CPU RNGs continue from ``states``; their outer states are restored after."""
+    outer = cpu_rng_states()
+    set_cpu_rng_states(states)
+    try:
+        yield
+    finally:
+        set_cpu_rng_states(outer)
+
+
 @contextmanager
 def seeded_rngs(seed: int) -> Iterator[None]:
-    """Seed python, numpy and torch CPU RNGs inside the block and restore their states after.
-
-    CUDA generators are not touched (sample loading runs on the CPU).
-    """
-    py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    """Seed python, numpy and torch CPU RNGs inside the block and restore their states after."""
+    outer = cpu_rng_states()
     random.seed(seed)
     np.random.seed(seed)
     torch.random.default_generator.manual_seed(seed)
     try:
         yield
     finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-        torch.set_rng_state(torch_state)
+        set_cpu_rng_states(outer)
 
 
 def capture_rng_state() -> Dict[str, Any]:

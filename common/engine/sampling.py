@@ -7,12 +7,13 @@ of data workers. ``SeededDataset`` applies the seed around each sample's loading
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Iterator, List, Sequence, Tuple
 
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from common.engine.rng import seeded_rngs
+from common.data.read_ahead import ReadAhead, TwoPhaseDataset
+from common.engine.rng import CpuRngStates, cpu_rng_states, cpu_rngs_from, seeded_rngs
 
 SeededIndex = Tuple[int, int]
 SEED_RANGE = 2**31 - 1
@@ -76,12 +77,16 @@ class SeededDataset(Dataset):
     """Wraps a dataset so ``ds[(index, seed)]`` loads ``index`` with python/numpy/torch RNGs seeded.
 
     The global RNG states are restored afterwards, so loading in the main process
-    (``num_workers=0``) leaves the training RNG stream untouched.
+    (``num_workers=0``) leaves the training RNG stream untouched. A two-phase dataset
+    (``common.data.read_ahead``) is loaded a batch at a time with reading ahead: each item's
+    RNG states travel from its ``start`` to its ``finish``, so every sample is the one
+    ``ds[(index, seed)]`` gives.
     """
 
     def __init__(self, dataset: Dataset):
         self.dataset = dataset
         self.collate_fn = getattr(dataset, "collate_fn", None)
+        self._read_ahead = ReadAhead()
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -90,3 +95,19 @@ class SeededDataset(Dataset):
         index, seed = key
         with seeded_rngs(seed):
             return self.dataset[index]
+
+    def __getitems__(self, keys: Sequence[SeededIndex]) -> List[Any]:
+        if not isinstance(self.dataset, TwoPhaseDataset):
+            return [self[key] for key in keys]
+        return self._read_ahead.run(keys, self._start, self._finish)
+
+    def _start(self, key: SeededIndex) -> Tuple[Any, CpuRngStates]:
+        index, seed = key
+        with seeded_rngs(seed):
+            started = self.dataset.start(index)
+            return started, cpu_rng_states()
+
+    def _finish(self, started: Tuple[Any, CpuRngStates]) -> Any:
+        item, states = started
+        with cpu_rngs_from(states):
+            return self.dataset.finish(item)

@@ -5,27 +5,29 @@ views of it (repeated sampling); bad files are logged once, replaced by other vi
 counted. ``MultiViewVideoDataset`` (testing): T temporal x S spatial views of each video from
 one decode; a bad file comes back with ``error`` set, never dropped.
 
-Both read the next item's frames in a background thread while the current item is transformed
-(``__getitems__``, used by the DataLoader for each batch), so decoding overlaps augmentation.
-All random draws stay in the calling thread, so results do not depend on thread timing.
+Both are two-phase datasets (``common.data.read_ahead``): ``start`` opens a video and chooses its
+clips, then reads the frames in a background thread; ``finish`` transforms them. ``__getitems__``
+(the DataLoader's call per batch) starts the next item, also across batches, before finishing
+this one, so decoding overlaps augmentation. All random draws stay in the calling thread, so
+results do not depend on thread timing.
 """
 import random
 from functools import partial
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch.utils.data import Dataset
 
 from common.data.collate import Normalization, collate_clips, collate_views
 from common.data.failures import BadFileLog, load_with_substitutes
+from common.data.read_ahead import ReadAhead
 
 from .annotations import LabeledVideo
 from .decoders import ClipChooser, DecodedVideo, DecodeError, PendingFrames, VideoDecoder, assemble, plan_clips
 from .transforms import MultiViewTransform
 
 Sample = Dict[str, Any]
-T = TypeVar("T")
 
 
 @dataclass
@@ -56,18 +58,6 @@ def start_decode(decoder: VideoDecoder, path: str, index: int, choose_clips: Cli
     return PendingVideo(index, clips, unique, video.num_frames, decoder.start_read(video, unique.tolist()))
 
 
-def decode_ahead(indices: Sequence[int], start: Callable[[int], PendingVideo], finish: Callable[[PendingVideo], T]) -> List[T]:
-    """``[finish(start(i)) for i in indices]``, with item i+1 started before item i is finished."""
-    results = []
-    pending = start(indices[0])
-    for position in range(len(indices)):
-        current = pending
-        if position + 1 < len(indices):
-            pending = start(indices[position + 1])
-        results.append(finish(current))
-    return results
-
-
 class VideoClipDataset(Dataset):
     """Items are lists of ``num_views`` samples of one random (or centre) clip of a video.
 
@@ -94,17 +84,20 @@ class VideoClipDataset(Dataset):
         self.num_views, self.max_retries = num_views, max_retries
         self.collate_fn = partial(collate_clips, normalization=normalization)
         self.bad_files = BadFileLog()
+        self._read_ahead = ReadAhead()
 
     def __len__(self) -> int:
         return len(self.videos)
 
-    def _start(self, index: int) -> PendingVideo:
+    def start(self, index: int) -> PendingVideo:
+        """Opens video ``index``, chooses its clip and starts reading the frames."""
         path = self.videos[index].path
         if self.bad_files.is_bad(path):
             return PendingVideo(index, error=DecodeError(path, "failed before"))
         return start_decode(self.decoder, path, index, self.choose_clip)
 
-    def _finish(self, pending: PendingVideo) -> List[Sample]:
+    def finish(self, pending: PendingVideo) -> List[Sample]:
+        """The item's views; a bad file is reported and replaced by another video."""
         try:
             return self._views(pending.result(), pending.index, failures=0)
         except DecodeError as error:
@@ -135,10 +128,10 @@ class VideoClipDataset(Dataset):
         ]
 
     def __getitems__(self, indices: Sequence[int]) -> List[List[Sample]]:
-        return decode_ahead(indices, self._start, self._finish)
+        return self._read_ahead.run(indices, self.start, self.finish)
 
     def __getitem__(self, index: int) -> List[Sample]:
-        return self.__getitems__([index])[0]
+        return self.finish(self.start(index))
 
 
 class MultiViewVideoDataset(Dataset):
@@ -164,14 +157,17 @@ class MultiViewVideoDataset(Dataset):
         crops = transform.num_crops
         self.temporal_index = torch.arange(num_clips).repeat_interleave(crops)
         self.spatial_index = torch.arange(crops).repeat(num_clips)
+        self._read_ahead = ReadAhead()
 
     def __len__(self) -> int:
         return len(self.videos)
 
-    def _start(self, index: int) -> PendingVideo:
+    def start(self, index: int) -> PendingVideo:
+        """Opens video ``index``, chooses its clips and starts reading the frames."""
         return start_decode(self.decoder, self.videos[index].path, index, self.choose_clips)
 
-    def _finish(self, pending: PendingVideo) -> Sample:
+    def finish(self, pending: PendingVideo) -> Sample:
+        """All views of the video; a bad file gives zeros and ``error`` set."""
         video = self.videos[pending.index]
         try:
             decoded = pending.result()
@@ -192,7 +188,7 @@ class MultiViewVideoDataset(Dataset):
         }
 
     def __getitems__(self, indices: Sequence[int]) -> List[Sample]:
-        return decode_ahead(indices, self._start, self._finish)
+        return self._read_ahead.run(indices, self.start, self.finish)
 
     def __getitem__(self, index: int) -> Sample:
-        return self.__getitems__([index])[0]
+        return self.finish(self.start(index))
