@@ -12,6 +12,7 @@ correctness.
 """
 from __future__ import annotations
 
+import os
 from collections import deque
 from typing import Any, Callable, Deque, Iterator, List, Optional, Protocol, Sequence, Tuple, TypeVar, runtime_checkable
 
@@ -40,17 +41,20 @@ class HintedBatch(list):
 class ReadAhead:
     """Loads batches of a two-phase dataset with reading overlapped (see the module doc).
 
-    One instance per dataset copy: each data worker holds its own, and a kept item is not
-    pickled along with the dataset.
+    One instance per dataset copy: each data worker holds its own. A kept item belongs to the
+    process that started it (its reading thread does not survive a fork or a pickle), so it is
+    neither pickled nor used in another process.
     """
 
     def __init__(self) -> None:
-        self._kept: Optional[Tuple[Any, Any]] = None  # (key, started) for the next batch
+        self._kept: Optional[Tuple[int, Any, Any]] = None  # (pid, key, started) for the next batch
 
     def run(self, keys: Sequence[Any], start: Callable[[Any], S], finish: Callable[[S], T]) -> List[T]:
         """``[finish(start(k)) for k in keys]``, key i+1 started before key i is finished; a
         ``HintedBatch``'s ``next_first`` is started last and kept for the next call."""
         kept, self._kept = self._kept, None
+        if kept is not None and kept[0] != os.getpid():
+            kept = None  # inherited through a fork from the process that started it
         if not keys:
             return []
         next_key = getattr(keys, "next_first", None)
@@ -58,8 +62,8 @@ class ReadAhead:
 
         def begin(key: Any) -> S:
             nonlocal kept
-            if kept is not None and kept[0] == key:
-                started, kept = kept[1], None
+            if kept is not None and kept[1] == key:
+                started, kept = kept[2], None
                 return started
             kept = None  # a wrong hint: drop the item rather than hold its frames
             return start(key)
@@ -72,7 +76,7 @@ class ReadAhead:
                 pending = begin(queue[position + 1])
             results.append(finish(current))
         if next_key is not None:
-            self._kept = (next_key, pending)
+            self._kept = (os.getpid(), next_key, pending)
         return results
 
     def __getstate__(self) -> dict:

@@ -57,6 +57,17 @@ def test_a_wrong_hint_is_dropped_and_the_batch_is_still_right():
     assert recorder.events.count(("start", 9)) == 2  # the kept 9 was not the batch's first: dropped
 
 
+def test_a_kept_item_is_not_used_in_another_process():
+    recorder, ahead = Recorder(), ReadAhead()
+    batch = HintedBatch([1])
+    batch.next_first = 2
+    ahead.run(batch, recorder.start, recorder.finish)
+    pid, key, started = ahead._kept
+    ahead._kept = (pid + 1, key, started)  # as a forked child sees its parent's item
+    assert ahead.run([2], recorder.start, recorder.finish) == [20]
+    assert recorder.events.count(("start", 2)) == 2
+
+
 def test_a_kept_item_is_not_pickled():
     ahead = ReadAhead()
     batch = HintedBatch([1])
