@@ -24,10 +24,10 @@ from typing import Callable, Dict, List
 
 import torch
 from fvcore.common.config import CfgNode
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import Dataset, RandomSampler
 
 from common.data import add_data_config, batch_inputs, build_dataset, collate_views
-from common.data.read_ahead import LookaheadBatchSampler
+from common.engine.builders import make_loader
 from common.engine.sampling import SEED_RANGE, SeededDataset
 from videoconvmae.data.annotations import read_path_label_list
 from videoconvmae.data.decoders import build_decoder
@@ -99,8 +99,7 @@ def loader_rate(dataset: Dataset, *, workers: int, batch_size: int, batches: int
     indices = list(RandomSampler(dataset, replacement=True, num_samples=batch_size * (batches + 2)))
     if per_item == "clips":
         dataset, indices = SeededDataset(dataset), [(i, random.randrange(SEED_RANGE)) for i in indices]
-    batch_sampler = LookaheadBatchSampler(BatchSampler(indices, batch_size, drop_last=False), workers)
-    loader = DataLoader(dataset, batch_sampler=batch_sampler, num_workers=workers, collate_fn=dataset.collate_fn)
+    loader = make_loader(dataset, indices, batch_size, workers=workers, drop_last=False)
     iterator = iter(loader)
     next(iterator), next(iterator)  # warm-up: worker start
     count, start = 0, time.perf_counter()

@@ -109,14 +109,20 @@ def train_sampler(loader: DataLoader) -> TrainSampler:
 
 
 def _loader(cfg: CfgNode, dataset: Dataset, sampler, batch_size: int, *, drop_last: bool) -> DataLoader:
-    """Batches carry read-ahead hints (``LookaheadBatchSampler``) for two-phase datasets."""
-    workers = cfg.DATA_LOADER.NUM_WORKERS
+    return make_loader(dataset, sampler, batch_size, workers=cfg.DATA_LOADER.NUM_WORKERS, drop_last=drop_last,
+                       pin_memory=cfg.DATA_LOADER.PIN_MEMORY, seed=cfg.RNG_SEED)
+
+
+def make_loader(dataset: Dataset, sampler, batch_size: int, *, workers: int, drop_last: bool,
+                pin_memory: bool = False, seed: int = 0) -> DataLoader:
+    """The engine's DataLoader: batches carry read-ahead hints (``LookaheadBatchSampler``) for
+    two-phase datasets; workers persist across epochs; ``seed`` seeds the workers' base seed."""
     return DataLoader(
         dataset,
         batch_sampler=LookaheadBatchSampler(BatchSampler(sampler, batch_size, drop_last), workers),
         num_workers=workers,
         collate_fn=getattr(dataset, "collate_fn", None),
-        pin_memory=cfg.DATA_LOADER.PIN_MEMORY and torch.cuda.is_available(),
+        pin_memory=pin_memory and torch.cuda.is_available(),
         persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(cfg.RNG_SEED),  # keeps the global RNG untouched
+        generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched
     )
