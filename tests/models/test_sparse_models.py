@@ -131,17 +131,24 @@ def test_bf16_autocast_matches_float32():
     torch.testing.assert_close(pred_bf16.float(), pred, rtol=0.1, atol=0.1)
 
 
-@pytest.mark.slow
-def test_torch_compile_matches_eager():
+def _eager_and_compiled(**compile_kwargs):
+    """The sparse video model's eager (loss, pred, grads) and, after ``torch.compile(**compile_kwargs)``
+    on the same input and mask, the compiled loss, pred and the model (its grads from the compiled run)."""
     model = _randomize(BUILDERS["video"]())
     x = torch.randn(2, 3, *model.input_size)
     mask = model.random_masking(2)
     loss, pred, grads = _run(model, x, mask, sparse=True)
     model.zero_grad(set_to_none=True)
-    compiled = torch.compile(model, backend="aot_eager")  # dynamo + AOTAutograd, no C++ build
-    loss_c, pred_c, _ = compiled(x, mask=mask)
+    loss_c, pred_c, _ = torch.compile(model, **compile_kwargs)(x, mask=mask)
     head = torch.randn(pred.shape, generator=torch.Generator().manual_seed(1))
     ((pred_c * head).mean() + loss_c).backward()
+    return (loss, pred, grads), (loss_c, pred_c, model)
+
+
+@pytest.mark.slow
+def test_torch_compile_matches_eager():
+    # aot_eager: dynamo + AOTAutograd, no C++ build
+    (loss, pred, grads), (loss_c, pred_c, model) = _eager_and_compiled(backend="aot_eager")
     torch.testing.assert_close(loss_c, loss)
     torch.testing.assert_close(pred_c, pred)
     for name, p in model.named_parameters():
@@ -152,14 +159,7 @@ def test_torch_compile_matches_eager():
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("TEST_INDUCTOR"), reason="~40 s of C++ compilation on 2 cores; set TEST_INDUCTOR=1")
 def test_torch_compile_inductor_matches_eager():
-    model = _randomize(BUILDERS["video"]())
-    x = torch.randn(2, 3, *model.input_size)
-    mask = model.random_masking(2)
-    loss, pred, grads = _run(model, x, mask, sparse=True)
-    model.zero_grad(set_to_none=True)
-    loss_c, pred_c, _ = torch.compile(model)(x, mask=mask)
-    head = torch.randn(pred.shape, generator=torch.Generator().manual_seed(1))
-    ((pred_c * head).mean() + loss_c).backward()
+    (loss, pred, grads), (loss_c, pred_c, model) = _eager_and_compiled()
     torch.testing.assert_close(loss_c, loss, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(pred_c, pred, rtol=1e-4, atol=1e-5)
     for name, p in model.named_parameters():
