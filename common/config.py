@@ -14,7 +14,7 @@ from fvcore.common.config import CfgNode
 from yacs.config import CfgNode as YacsCfgNode
 
 from common.data.config import add_data_config
-from common.engine.files import atomic_write_text
+from common.files import atomic_write_text
 
 RESOLVED_CONFIG_NAME = "config.yaml"
 

@@ -22,7 +22,7 @@ from fvcore.common.config import CfgNode
 
 from common.config import load_config
 from common.engine.checkpointing import LAST_CHECKPOINT
-from common.engine.files import atomic_write_text
+from common.files import atomic_write_text
 from common.engine.jobs import run_job
 from common.engine.progress import JSON_LOG_FILE
 from common.engine.reconstruct import write_reconstruction, write_training_curve

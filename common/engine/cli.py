@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence
 from fvcore.common.config import CfgNode
 
 from common.config import load_config
-from common.config_checks import validate_config, world_size_from_env
+from common.engine.config_checks import validate_config, world_size_from_env
 from common.engine.distributed import shutdown_distributed
 from common.engine.jobs import run_job
 

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from common.engine.distributed import all_gather_objects, all_reduce_sum
-from common.engine.files import atomic_write_text
+from common.files import atomic_write_text
 from common.engine.precision import Precision
 from common.engine.progress import logged_progress
 

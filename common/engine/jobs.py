@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from common.checkpoint import model_state_dict, safe_load
 from common.config import RESOLVED_CONFIG_NAME, save_config
-from common.config_checks import validate_config
+from common.engine.config_checks import validate_config
 from common.data import batch_inputs, build_dataset, build_mixup
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
                                     has_probe_head, input_ndim, train_sampler)

@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".run.lock"
 CHECKPOINT_PATTERN = "checkpoint-*.pth"
-TEMP_PATTERNS = (".checkpoint-*.tmp", "*.tmp.[0-9]*")  # common.checkpoint.atomic_save, engine.files
+TEMP_PATTERNS = (".checkpoint-*.tmp", "*.tmp.[0-9]*")  # common.checkpoint.atomic_save, common.files
 RUN_LOGS = (JSON_LOG_FILE, "tensorboard")  # log.txt is kept: it records the overwrite
 # A checkpoint only continues a run with the same values of these (MODEL.* and MAE.* in full).
 ESSENTIAL_SECTIONS = ("MODEL", "MAE")

@@ -8,7 +8,7 @@ import torch
 
 from common.engine.distributed import (DistInfo, all_gather_objects, all_reduce_sum, any_rank, barrier,
                                        init_distributed, world_size)
-from common.engine.files import atomic_write_text
+from common.files import atomic_write_text
 from common.engine.precision import resolve_precision
 from common.engine.preemption import PreemptionHandler
 from common.engine.progress import EpochMeter, MetricsWriter, setup_logging

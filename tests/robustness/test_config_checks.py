@@ -3,7 +3,7 @@ import pytest
 
 import common.engine.jobs as jobs
 from common.config import ConfigError
-from common.config_checks import validate_config
+from common.engine.config_checks import validate_config
 from common.engine import cli
 from tests.engine.toy_data import DEMO, toy_cfg
 
