@@ -24,4 +24,12 @@ setup(
         "pillow",
     ],
     extras_require={"test": ["pytest>=7", "tensorboard"]},
+    # common.modality finds the modalities here: a third one registers the same way (or calls
+    # common.modality.register_modality itself).
+    entry_points={
+        "convmae.modalities": [
+            "image = imageconvmae.modality:IMAGE",
+            "video = videoconvmae.modality:VIDEO",
+        ],
+    },
 )

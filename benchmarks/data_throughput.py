@@ -43,7 +43,7 @@ def make_cfg(data_dir: str, *, backend: str = "decord", repeats: int = 1) -> Cfg
     cfg = CfgNode()
     add_data_config(cfg)
     cfg.DATA.PATH_TO_DATA_DIR = data_dir
-    cfg.DATA.NUM_CLASSES = 400
+    cfg.MODEL.NUM_CLASSES = 400
     cfg.DATA.DECODING_BACKEND, cfg.DATA.REPEATED_SAMPLING = backend, repeats
     return cfg
 

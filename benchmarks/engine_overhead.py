@@ -7,7 +7,7 @@
    plain forward pass over the same (pre-loaded) views with the demo classifier.
 
 Prints the figures and, last, one JSON line. Usage (from the repository root):
-    python benchmarks/engine_overhead.py [--epochs 4] [--repeats 5] [--data-dir demo_data/kinetics]
+    python benchmarks/engine_overhead.py [--epochs 4] [--repeats 5] [--data-dir output/demo/data/kinetics]
 """
 from __future__ import annotations
 
@@ -28,11 +28,12 @@ sys.path.insert(0, str(REPO))
 from common.config import load_config  # noqa: E402
 from common.data import batch_inputs, build_dataset  # noqa: E402
 from common.engine.builders import build_eval_loader, build_model  # noqa: E402
-from common.engine.cli import ensure_synthetic_dataset  # noqa: E402
+from common.engine.demo import ensure_synthetic_dataset  # noqa: E402
 from common.engine.distributed import init_distributed  # noqa: E402
 from common.engine.evaluation import gather_results, predict_videos, summarize  # noqa: E402
 from common.engine.jobs import run_job  # noqa: E402
 from common.engine.precision import resolve_precision  # noqa: E402
+from common.process_settings import configure_process  # noqa: E402
 
 DEMO = REPO / "configs" / "demo"
 
@@ -93,10 +94,11 @@ def multiview_overhead(data_dir: str, repeats: int) -> dict:
 
 
 def main() -> None:
+    configure_process()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--data-dir", default="demo_data/kinetics")
+    parser.add_argument("--data-dir", default="output/demo/data/kinetics")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
         wait = data_wait(args.data_dir, args.epochs, os.path.join(out, "pretrain"))

@@ -41,6 +41,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.models import create_model  # noqa: E402
+from common.process_settings import configure_process  # noqa: E402
 
 VARIANTS = ("dense", "sparse")
 
@@ -343,6 +344,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    configure_process()
     args = parse_args(argv)
     if args.memory_probe:
         run_memory_probe(json.loads(args.memory_probe))

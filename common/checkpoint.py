@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from common.errors import UserError
 from common.pos_embed import infer_source_grid, resize_pos_embed
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ PRETRAIN_ONLY_PREFIXES = (
 )
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint file that cannot be read safely or does not fit the model."""
 
 

@@ -7,19 +7,29 @@ Keys follow PySlowFast where one exists; ConvMAE specifics live under ``MODEL.``
 from __future__ import annotations
 
 import difflib
+import logging
 import os
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+import yaml
 from fvcore.common.config import CfgNode
 from yacs.config import CfgNode as YacsCfgNode
 
 from common.data.config import add_data_config
+from common.errors import UserError
 from common.files import atomic_write_text
 
+logger = logging.getLogger(__name__)
+
 RESOLVED_CONFIG_NAME = "config.yaml"
+# Old key -> the key that replaced it: still read, with one warning per process.
+DEPRECATED_KEYS = {"DATA.NUM_CLASSES": "MODEL.NUM_CLASSES"}
+# Keys that nothing reads any more (PySlowFast's TRAIN.ENABLE / TEST.ENABLE: here the tool is the job).
+REMOVED_KEYS = ("TRAIN.ENABLE", "TEST.ENABLE")
+_warned_keys: Set[str] = set()
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override that does not fit the defaults."""
 
 
@@ -38,10 +48,12 @@ def get_cfg() -> CfgNode:
 
     cfg.MODEL = CfgNode()
     cfg.MODEL.NAME = "videoconvmae_base_patch16"
+    cfg.MODEL.NUM_CLASSES = 400  # classifier outputs (PySlowFast's key; DATA.NUM_CLASSES is its old alias)
     cfg.MODEL.DROP_PATH_RATE = 0.0
     cfg.MODEL.GLOBAL_POOL = True
     cfg.MODEL.USE_CHECKPOINT = False
-    cfg.MODEL.MULTI_SCALE_DECODER = True  # video pretraining only
+    # Pretraining: the decoder also reads the stage-1/2 features (paper §2.2), for images and video.
+    cfg.MODEL.MULTI_SCALE_DECODER = True
     # Pretraining: run stages 1-2 on the visible blocks only (same result, faster); False = dense reference.
     cfg.MODEL.SPARSE_CONV = True
     # Architecture overrides for small/demo models; empty / 0 keeps the preset's value.
@@ -58,7 +70,6 @@ def get_cfg() -> CfgNode:
     cfg.MAE.NORM_PIX_LOSS = True
 
     cfg.TRAIN = CfgNode()
-    cfg.TRAIN.ENABLE = True
     cfg.TRAIN.BATCH_SIZE = 64  # global, across all ranks (PySlowFast)
     cfg.TRAIN.ACCUM_ITER = 1
     cfg.TRAIN.PRECISION = "auto"  # auto | fp32 | bf16 | fp16
@@ -66,7 +77,9 @@ def get_cfg() -> CfgNode:
     cfg.TRAIN.CHECKPOINT_PERIOD = 1  # epochs between checkpoint-EPOCH.pth files
     cfg.TRAIN.AUTO_RESUME = True
     cfg.TRAIN.EVAL_PERIOD = 1  # epochs between validations (finetune / linprobe)
-    cfg.TRAIN.REPEATED_AUG = 1  # > 1: repeated-augmentation sampler (copies on different ranks)
+    # Repeated augmentation (DeiT): the sampler repeats each index this many times, the copies going
+    # to different ranks. Not DATA.REPEATED_SAMPLING (MAE-ST), several clips from one decode.
+    cfg.TRAIN.REPEATED_AUG = 1
     cfg.TRAIN.MAX_NONFINITE_STEPS = 10  # steps with a non-finite loss/grad skipped before stopping
 
     cfg.SOLVER = CfgNode()
@@ -82,7 +95,6 @@ def get_cfg() -> CfgNode:
     cfg.SOLVER.CLIP_GRAD = 0.0  # max grad norm; 0 disables clipping
 
     cfg.TEST = CfgNode()
-    cfg.TEST.ENABLE = True
     cfg.TEST.BATCH_SIZE = 8  # global, in videos (each with all its views)
     cfg.TEST.CHECKPOINT_FILE_PATH = ""
 
@@ -112,6 +124,9 @@ def merge_checked(cfg: CfgNode, values: Dict[str, Any], *, source: str) -> None:
     """Set dotted ``values`` into ``cfg`` after checking every key and type."""
     valid = dict(flatten_config(cfg))
     for key, value in values.items():
+        key = _current_key(key, source)
+        if key in REMOVED_KEYS:
+            continue
         if key not in valid:
             raise ConfigError(f"unknown config key {key!r} (from {source}){_suggestion(key, valid)}")
         node, leaf = _parent(cfg, key)
@@ -142,6 +157,23 @@ def coerce_value(key: str, value: Any, default: Any) -> Any:
     )
 
 
+def config_from_yaml(text: str, source: str) -> CfgNode:
+    """A frozen config from resolved YAML ``text`` (a run's ``config.yaml`` or a checkpoint's
+    ``cfg``): defaults, then every key of ``text``, checked like a config file (old keys mapped)."""
+    cfg = get_cfg()
+    loaded = yaml.safe_load(text) or {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{source}: expected a mapping of config keys, got {type(loaded).__name__}")
+    merge_checked(cfg, dict(flatten_config(loaded)), source=source)
+    cfg.freeze()
+    return cfg
+
+
+def current_keys(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Dotted ``values`` under today's key names (deprecated keys renamed, removed keys dropped)."""
+    return {DEPRECATED_KEYS.get(k, k): v for k, v in values.items() if k not in REMOVED_KEYS}
+
+
 def save_config(cfg: CfgNode, output_dir: str, name: str = RESOLVED_CONFIG_NAME) -> str:
     """Write the resolved config to ``output_dir/name`` (temp file + rename)."""
     os.makedirs(output_dir, exist_ok=True)
@@ -157,6 +189,17 @@ def flatten_config(node: Dict[str, Any], prefix: str = "") -> Iterator[Tuple[str
             yield from flatten_config(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
+
+
+def _current_key(key: str, source: str) -> str:
+    """``key``, or the key that replaced it (warning once per process and key)."""
+    if key not in DEPRECATED_KEYS and key not in REMOVED_KEYS:
+        return key
+    if key not in _warned_keys:
+        _warned_keys.add(key)
+        advice = f"use {DEPRECATED_KEYS[key]}" if key in DEPRECATED_KEYS else "nothing reads it; it is ignored"
+        logger.warning("config key %s (from %s) is deprecated: %s", key, source, advice)
+    return DEPRECATED_KEYS.get(key, key)
 
 
 def _parent(cfg: CfgNode, key: str) -> Tuple[CfgNode, str]:

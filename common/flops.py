@@ -5,9 +5,13 @@ import math
 from typing import Any, List, Sequence
 
 import torch
-from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import get_shape
 from torch import nn
+
+from common.quiet_imports import torchscript_deprecation_silenced
+
+with torchscript_deprecation_silenced():
+    from fvcore.nn import FlopCountAnalysis
+    from fvcore.nn.jit_handles import get_shape
 
 
 def sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:

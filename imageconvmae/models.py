@@ -15,6 +15,7 @@ from common.models import ConvViT, MaskedAutoencoderConvViT, register_model
 from common.models.factory import build_from_preset
 from common.models.timm_compat import register_with_timm
 
+MODALITY = "image"  # the tag of these models in the registry (common.modality)
 PRETRAIN_DEFAULTS = dict(decoder_embed_dim=512, decoder_depth=8, decoder_num_heads=16, mask_ratio=0.75)
 CLASSIFIER_DEFAULTS = dict(num_classes=1000)
 
@@ -35,66 +36,66 @@ def _classifier(size: str, **overrides) -> ConvViT:
     return build_from_preset(ConvViT, size, CLASSIFIER_DEFAULTS, overrides, image_geometry)
 
 
-@register_model
+@register_model(modality=MODALITY)
 def convmae_convvit_small_patch16(**kwargs) -> MaskedAutoencoderConvViT:
     """ConvMAE-S pretraining model."""
     return _pretrain("small", **kwargs)
 
 
-@register_model
+@register_model(modality=MODALITY)
 def convmae_convvit_base_patch16(**kwargs) -> MaskedAutoencoderConvViT:
     """ConvMAE-B pretraining model."""
     return _pretrain("base", **kwargs)
 
 
-@register_model
+@register_model(modality=MODALITY)
 def convmae_convvit_base_star_patch16(**kwargs) -> MaskedAutoencoderConvViT:
     """ConvMAE-B* pretraining model (MLP ratio 8 in stages 1-2)."""
     return _pretrain("base_star", **kwargs)
 
 
-@register_model
+@register_model(modality=MODALITY)
 def convmae_convvit_large_patch16(**kwargs) -> MaskedAutoencoderConvViT:
     """ConvMAE-L pretraining model."""
     return _pretrain("large", **kwargs)
 
 
-@register_model
+@register_model(modality=MODALITY)
 def convmae_convvit_huge_patch16(**kwargs) -> MaskedAutoencoderConvViT:
     """ConvMAE-H pretraining model."""
     return _pretrain("huge", **kwargs)
 
 
 @register_with_timm
-@register_model
+@register_model(modality=MODALITY)
 def convvit_small_patch16(**kwargs) -> ConvViT:
     """ConvMAE-S classifier."""
     return _classifier("small", **kwargs)
 
 
 @register_with_timm
-@register_model
+@register_model(modality=MODALITY)
 def convvit_base_patch16(**kwargs) -> ConvViT:
     """ConvMAE-B classifier."""
     return _classifier("base", **kwargs)
 
 
 @register_with_timm
-@register_model
+@register_model(modality=MODALITY)
 def convvit_base_star_patch16(**kwargs) -> ConvViT:
     """ConvMAE-B* classifier."""
     return _classifier("base_star", **kwargs)
 
 
 @register_with_timm
-@register_model
+@register_model(modality=MODALITY)
 def convvit_large_patch16(**kwargs) -> ConvViT:
     """ConvMAE-L classifier."""
     return _classifier("large", **kwargs)
 
 
 @register_with_timm
-@register_model
+@register_model(modality=MODALITY)
 def convvit_huge_patch16(**kwargs) -> ConvViT:
     """ConvMAE-H classifier."""
     return _classifier("huge", **kwargs)

@@ -14,6 +14,7 @@ from common.models import ConvViT, MaskedAutoencoderConvViT, register_model
 from common.models.factory import build_from_preset
 from common.models.timm_compat import register_with_timm
 
+MODALITY = "video"  # the tag of these models in the registry (common.modality)
 PRETRAIN_DEFAULTS = dict(
     decoder_embed_dim=384, decoder_depth=4, decoder_num_heads=6, mask_ratio=0.9,
     norm_pix_loss=True, multi_scale_decoder=True,
@@ -47,40 +48,40 @@ def _classifier(size: str, **overrides) -> ConvViT:
     return build_from_preset(ConvViT, size, CLASSIFIER_DEFAULTS, overrides, video_geometry)
 
 
-@register_model
+@register_model(modality=MODALITY)
 def videoconvmae_small_patch16(**kwargs) -> MaskedAutoencoderConvViT:
     """VideoConvMAE-S pretraining model."""
     return _pretrain("small", **kwargs)
 
 
-@register_model
+@register_model(modality=MODALITY)
 def videoconvmae_base_patch16(**kwargs) -> MaskedAutoencoderConvViT:
     """VideoConvMAE-B pretraining model (multi-scale decoder on by default)."""
     return _pretrain("base", **kwargs)
 
 
-@register_model
+@register_model(modality=MODALITY)
 def videoconvmae_large_patch16(**kwargs) -> MaskedAutoencoderConvViT:
     """VideoConvMAE-L pretraining model."""
     return _pretrain("large", **kwargs)
 
 
 @register_with_timm
-@register_model
+@register_model(modality=MODALITY)
 def video_convvit_small_patch16(**kwargs) -> ConvViT:
     """VideoConvMAE-S classifier."""
     return _classifier("small", **kwargs)
 
 
 @register_with_timm
-@register_model
+@register_model(modality=MODALITY)
 def video_convvit_base_patch16(**kwargs) -> ConvViT:
     """VideoConvMAE-B classifier."""
     return _classifier("base", **kwargs)
 
 
 @register_with_timm
-@register_model
+@register_model(modality=MODALITY)
 def video_convvit_large_patch16(**kwargs) -> ConvViT:
     """VideoConvMAE-L classifier."""
     return _classifier("large", **kwargs)

@@ -1,15 +1,12 @@
 """``build_dataset``: the one place where a config becomes a dataset."""
-import importlib
-
 from fvcore.common.config import CfgNode
 from torch.utils.data import Dataset
+
+from common.modality import discover_modalities
 
 from .registry import get_dataset_builder
 
 MODES = ("pretrain", "finetune", "val", "test")
-
-# Imported lazily so that ``common`` does not depend on the modality packages at import time.
-MODALITY_PACKAGES = ("videoconvmae.data", "imageconvmae.data")
 
 
 def build_dataset(cfg: CfgNode, mode: str) -> Dataset:
@@ -19,6 +16,5 @@ def build_dataset(cfg: CfgNode, mode: str) -> Dataset:
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    for package in MODALITY_PACKAGES:
-        importlib.import_module(package)
+    discover_modalities()  # the modalities register their datasets
     return get_dataset_builder(cfg.DATA.DATASET.lower())(cfg, mode)

@@ -10,9 +10,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 from torch.utils.data import default_collate
 
-INPUT_KEYS = ("video", "image")
+from common.modality import input_of
+
 NORMALIZATION_KEY = "normalization"  # (2, C): per-channel mean, std of uint8 inputs in [0, 1] units
-CHANNEL_DIM = {"video": -4, "image": -3}  # (..., C, T, H, W) and (..., C, H, W)
 Normalization = Optional[Tuple[Sequence[float], Sequence[float]]]
 
 
@@ -34,7 +34,7 @@ def collate_clips(items: Sequence[Sequence[Dict[str, Any]]], normalization: Norm
 
 def collate_views(items: Sequence[Dict[str, Any]], normalization: Normalization = None) -> Dict[str, Any]:
     """Collates multi-view items: ``video`` -> (B, V, C, T, H, W), ``temporal_index`` and
-    ``spatial_index`` -> (B, V), ``label``/``video_index`` -> (B,), ``path``/``error`` lists."""
+    ``spatial_index`` -> (B, V), ``label``/``index`` -> (B,), ``path``/``error`` lists."""
     return _with_normalization(default_collate(list(items)), normalization)
 
 
@@ -55,16 +55,14 @@ def normalize_uint8(x: torch.Tensor, normalization: torch.Tensor, channel_dim: i
 
 
 def batch_inputs(batch: Dict[str, Any], device: Optional[torch.device] = None) -> torch.Tensor:
-    """The model input of a collated batch, whatever the modality (``video`` or ``image``):
-    moved to ``device`` (if given) and, if it travelled as uint8, normalised there."""
-    for key in INPUT_KEYS:
-        if key in batch:
-            x = batch[key]
-            if device is not None:
-                x = x.to(device, non_blocking=True)
-            if x.dtype == torch.uint8:
-                if NORMALIZATION_KEY not in batch:
-                    raise KeyError(f"uint8 {key!r} batch without {NORMALIZATION_KEY!r} (mean, std)")
-                x = normalize_uint8(x, batch[NORMALIZATION_KEY], CHANNEL_DIM[key])
-            return x
-    raise KeyError(f"batch has none of the input keys {INPUT_KEYS}; keys: {sorted(batch)}")
+    """The model input of a collated batch, whatever its modality (``common.modality``): moved to
+    ``device`` (if given) and, if it travelled as uint8, normalised there."""
+    key, modality = input_of(batch)
+    x = batch[key]
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    if x.dtype == torch.uint8:
+        if NORMALIZATION_KEY not in batch:
+            raise KeyError(f"uint8 {key!r} batch without {NORMALIZATION_KEY!r} (mean, std)")
+        x = normalize_uint8(x, batch[NORMALIZATION_KEY], modality.channel_dim)
+    return x

@@ -25,7 +25,6 @@ def _add_dataset_keys(data: CfgNode) -> None:
     data.PATH_PREFIX = ""
     # Between path and label in list files; empty: a comma if the line has one, else whitespace.
     data.PATH_LABEL_SEPARATOR = ""
-    data.NUM_CLASSES = 400
 
 
 def _add_video_keys(data: CfgNode) -> None:
@@ -36,7 +35,9 @@ def _add_video_keys(data: CfgNode) -> None:
     data.DECODE_FALLBACK = True  # retry a file with PyAV when decord fails on it
     data.DECODE_THREADS = 1  # decoder threads per data-loader worker
     data.DECODE_TIMEOUT = 30.0  # seconds per file; 0 disables the bound
-    data.REPEATED_SAMPLING = 1  # clips (or image views) drawn from one decode
+    # Repeated sampling (MAE-ST): each loaded item gives this many augmented clips (image views) from
+    # one decode, in one worker. Not TRAIN.REPEATED_AUG (DeiT), which repeats indices across ranks.
+    data.REPEATED_SAMPLING = 1
     data.MAX_BAD_FILE_RETRIES = 10  # substitutes tried before a training item gives up
 
 

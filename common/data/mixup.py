@@ -52,7 +52,7 @@ def build_mixup(cfg: CfgNode) -> Optional[SpatialMixup]:
     if not cfg.MIXUP.ENABLE:
         return None
     return SpatialMixup(
-        num_classes=cfg.DATA.NUM_CLASSES,
+        num_classes=cfg.MODEL.NUM_CLASSES,
         mixup_alpha=cfg.MIXUP.ALPHA,
         cutmix_alpha=cfg.MIXUP.CUTMIX_ALPHA,
         prob=cfg.MIXUP.PROB,

@@ -1,6 +1,6 @@
 """The dataset registry: ``DATA.DATASET`` name -> builder ``(cfg, mode) -> Dataset``.
 
-Modality packages register on import (``videoconvmae.data``, ``imageconvmae.data``).
+Each modality's data package registers its datasets on import (see ``common.modality``).
 """
 from typing import Callable, Dict, List
 

@@ -14,21 +14,11 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset
 from common.data.read_ahead import LookaheadBatchSampler
 from common.engine.distributed import DistInfo
 from common.engine.sampling import SeededDataset, ShardSampler, TrainSampler
+from common.modality import modality_of_config
 from common.models import create_model
 
-VIDEO_MODEL_PREFIX = "video"  # videoconvmae_* and video_convvit_* (the registry's naming)
 PROBE_BN_EPS = 1e-6
 PROBE_HEAD_INIT_STD = 0.01
-
-
-def is_video(cfg: CfgNode) -> bool:
-    """True for the video models (names starting with ``video``)."""
-    return cfg.MODEL.NAME.startswith(VIDEO_MODEL_PREFIX)
-
-
-def input_ndim(cfg: CfgNode) -> int:
-    """Dims of a batch of single views: 5 for (N, C, T, H, W), 4 for (N, C, H, W)."""
-    return 5 if is_video(cfg) else 4
 
 
 def model_kwargs(cfg: CfgNode, *, pretraining: bool, crop_size: int) -> Dict[str, Any]:
@@ -38,8 +28,7 @@ def model_kwargs(cfg: CfgNode, *, pretraining: bool, crop_size: int) -> Dict[str
         "drop_path_rate": cfg.MODEL.DROP_PATH_RATE,
         "use_checkpoint": cfg.MODEL.USE_CHECKPOINT,
     }
-    if is_video(cfg):
-        kwargs["num_frames"] = cfg.DATA.NUM_FRAMES
+    kwargs.update(modality_of_config(cfg).model_kwargs(cfg))
     architecture = {
         "embed_dim": cfg.MODEL.EMBED_DIM,
         "depth": cfg.MODEL.DEPTH,
@@ -55,7 +44,7 @@ def model_kwargs(cfg: CfgNode, *, pretraining: bool, crop_size: int) -> Dict[str
         kwargs.update(mask_ratio=cfg.MAE.MASK_RATIO, norm_pix_loss=cfg.MAE.NORM_PIX_LOSS,
                       multi_scale_decoder=cfg.MODEL.MULTI_SCALE_DECODER, sparse_conv=cfg.MODEL.SPARSE_CONV)
     else:
-        kwargs.update(num_classes=cfg.DATA.NUM_CLASSES, global_pool=cfg.MODEL.GLOBAL_POOL)
+        kwargs.update(num_classes=cfg.MODEL.NUM_CLASSES, global_pool=cfg.MODEL.GLOBAL_POOL)
     kwargs.update({k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in architecture.items() if v})
     return kwargs
 

@@ -22,13 +22,14 @@ from torch import nn
 from common.checkpoint import atomic_save, load_pretrained_into_classifier, model_state_dict, safe_load
 from common.engine.distributed import DistInfo, all_gather_objects
 from common.engine.rng import capture_rng_state, restore_rng_state
+from common.errors import UserError
 
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "checkpoint-last.pth"
 
 
-class CheckpointSaveError(RuntimeError):
+class CheckpointSaveError(UserError, RuntimeError):
     """A checkpoint could not be written (disk full, no permission); the old file is intact."""
 
 

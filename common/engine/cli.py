@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -11,28 +10,34 @@ from fvcore.common.config import CfgNode
 
 from common.config import load_config
 from common.engine.config_checks import validate_config, world_size_from_env
+from common.engine.demo import ensure_synthetic_dataset
 from common.engine.distributed import shutdown_distributed
 from common.engine.jobs import run_job
+from common.errors import UserError
+from common.process_settings import configure_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO_ROOT / "configs" / "demo" / "video_pretrain.yaml"
-DEMO_CLIPS_PER_CLASS = (24, 4, 4)  # train / val / test clips per class: 12 demo steps per epoch
-DEMO_IMAGES_PER_CLASS = (24, 4)  # train / val
-DEMO_IMAGE_SIZE = (112, 128)
+DEMO_CONFIG_DIR = REPO_ROOT / "configs" / "demo"
+# `python tools/pretrain.py` with no arguments: the demo's pretraining stage (tools/demo.py, stage 1).
+DEMO_CONFIG = DEMO_CONFIG_DIR / "video_pretrain.yaml"
+USER_ERROR_EXIT_CODE = 2  # as argparse exits on a bad command line
 JOB_HELP = {
-    "pretrain": "Masked-autoencoder pretraining (ConvMAE / VideoConvMAE).",
+    "pretrain": "Masked-autoencoder pretraining (ConvMAE / VideoConvMAE). With no arguments: the demo's "
+                "pretraining stage on the synthetic motion dataset (generated if missing).",
     "finetune": "End-to-end finetuning of a classifier from pretrained weights.",
     "linprobe": "Linear probe: BatchNorm (no affine) + Linear head on the frozen encoder.",
     "test": "Multi-view test of a classifier checkpoint (predictions.csv, test_results.json).",
 }
+EXAMPLE_CONFIG = {"pretrain": "video_pretrain", "finetune": "video_finetune", "linprobe": "video_linprobe",
+                  "test": "video_finetune"}
 
 
 def build_parser(job: str) -> argparse.ArgumentParser:
     """The parser of ``tools/<job>.py``."""
     parser = argparse.ArgumentParser(
         description=JOB_HELP[job],
-        epilog="Example: python tools/%s.py --cfg configs/demo/video_%s.yaml OUTPUT_DIR out/x "
-               "SOLVER.MAX_EPOCH 2. Under torchrun the same command runs data-parallel." % (job, job),
+        epilog=f"Example: python tools/{job}.py --cfg configs/demo/{EXAMPLE_CONFIG[job]}.yaml "
+               "SOLVER.MAX_EPOCH 2. Under torchrun the same command runs data-parallel.",
     )
     parser.add_argument("--cfg", dest="cfg_file", default=None, help="YAML config (may use _BASE_)")
     parser.add_argument("--make-synthetic-data", action="store_true",
@@ -55,25 +60,20 @@ def config_from_args(job: str, argv: Sequence[str]) -> CfgNode:
     return cfg
 
 
-def ensure_synthetic_dataset(cfg: CfgNode) -> None:
-    """Write the synthetic dataset the config points at, unless its folder exists."""
-    folder = Path(cfg.DATA.PATH_TO_DATA_DIR)
-    if folder.exists() or int(os.environ.get("RANK", "0")) != 0:
-        return
-    if cfg.DATA.DATASET.lower() == "imagenet":
-        from imageconvmae.data.synthetic import make_synthetic_image_folder
-        make_synthetic_image_folder(str(folder), images_per_class=DEMO_IMAGES_PER_CLASS,
-                                    height=DEMO_IMAGE_SIZE[0], width=DEMO_IMAGE_SIZE[1])
-    else:
-        from videoconvmae.data.synthetic import make_synthetic_video_dataset
-        make_synthetic_video_dataset(str(folder.parent), clips_per_class=DEMO_CLIPS_PER_CLASS,
-                                     formats=(folder.name,))
-
-
 def main(job: str, argv: Optional[List[str]] = None) -> dict:
-    """Entry point of ``tools/<job>.py``."""
-    cfg = config_from_args(job, sys.argv[1:] if argv is None else argv)
+    """Entry point of ``tools/<job>.py``: a ``UserError`` (config, data, OUTPUT_DIR) is printed as
+    one message and exits with status 2."""
+    configure_process()
     try:
+        cfg = config_from_args(job, sys.argv[1:] if argv is None else argv)
         return run_job(job, cfg)
+    except UserError as err:
+        exit_with_user_error(err)
     finally:
         shutdown_distributed()
+
+
+def exit_with_user_error(err: UserError) -> None:
+    """Print ``err`` without a traceback (it names what to fix) and exit with status 2."""
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(USER_ERROR_EXIT_CODE)

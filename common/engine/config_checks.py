@@ -7,7 +7,6 @@ batch that does not split across the ranks, ...). Every problem is reported in o
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Callable, List, Sequence, Tuple
 
@@ -16,12 +15,13 @@ from fvcore.common.config import CfgNode
 from common.config import ConfigError
 from common.engine.checkpointing import find_resume_checkpoint
 from common.engine.precision import PRECISIONS
+from common.modality import modality_of_config
+from common.models import list_models
 
 OPTIMIZERS = ("adamw", "lars", "sgd")
 SAMPLING_MODES = ("stride", "segment")
 DECODING_BACKENDS = ("decord", "pyav")
 PRETRAIN_CROPS = ("multiscale", "random_resized")
-VIDEO_MODEL_PREFIX = "video"
 
 Check = Callable[[CfgNode, str, int], List[str]]
 
@@ -41,18 +41,6 @@ def world_size_from_env() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def model_stride(model_name: str) -> Tuple[int, ...]:
-    """Total stride of the registered model family's default geometry: (T, H, W) for video
-    models (T = the tubelet), (H, W) for image models."""
-    if model_name.startswith(VIDEO_MODEL_PREFIX):
-        from videoconvmae.models import video_geometry
-        strides = video_geometry()["stage_strides"]
-    else:
-        from imageconvmae.models import image_geometry
-        strides = image_geometry()["stage_strides"]
-    return tuple(math.prod(s[d] for s in strides) for d in range(len(strides[0])))
-
-
 def _describe(key: str, value: object, expected: str) -> str:
     return f"{key} = {value!r}: expected {expected}"
 
@@ -67,10 +55,13 @@ def _at_least(key: str, value: float, low: float) -> List[str]:
 
 def check_model(cfg: CfgNode, job: str, world_size: int) -> List[str]:
     """A registered ``MODEL.NAME``; crop sizes and frames that fit the model's stride."""
-    from common.models import list_models
     if cfg.MODEL.NAME not in list_models():
         return [_describe("MODEL.NAME", cfg.MODEL.NAME, "a registered model (see common.models.list_models())")]
-    stride = model_stride(cfg.MODEL.NAME)
+    try:
+        modality = modality_of_config(cfg)
+    except KeyError as err:
+        return [_describe("MODEL.NAME", cfg.MODEL.NAME, f"a model of a registered modality ({err.args[0]})")]
+    stride = modality.stride()
     problems = []
     for key in ("DATA.TRAIN_CROP_SIZE", "DATA.TEST_CROP_SIZE"):
         size = cfg.DATA[key.split(".")[1]]
@@ -138,12 +129,11 @@ def check_choices(cfg: CfgNode, job: str, world_size: int) -> List[str]:
 
 def check_data(cfg: CfgNode, job: str, world_size: int) -> List[str]:
     """Class count, sampling rate, normalisation statistics."""
-    problems = _at_least("DATA.NUM_CLASSES", cfg.DATA.NUM_CLASSES, 1)
+    problems = _at_least("MODEL.NUM_CLASSES", cfg.MODEL.NUM_CLASSES, 1)
     problems += _at_least("DATA.SAMPLING_RATE", cfg.DATA.SAMPLING_RATE, 1)
-    for key in ("DATA.MEAN", "DATA.STD"):
-        values = list(cfg.DATA[key.split(".")[1]])
-        if len(values) != 3:
-            problems.append(_describe(key, values, "3 values (one per RGB channel)"))
+    if not cfg.DATA.MEAN or len(cfg.DATA.MEAN) != len(cfg.DATA.STD):
+        problems.append(_describe("DATA.MEAN", list(cfg.DATA.MEAN),
+                                  f"one value per input channel, as many as DATA.STD {list(cfg.DATA.STD)}"))
     if any(s <= 0 for s in cfg.DATA.STD):
         problems.append(_describe("DATA.STD", list(cfg.DATA.STD), "positive values"))
     return problems

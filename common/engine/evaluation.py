@@ -20,6 +20,7 @@ from common.engine.distributed import all_gather_objects, all_reduce_sum
 from common.files import atomic_write_text
 from common.engine.precision import Precision
 from common.engine.progress import logged_progress
+from common.modality import INDEX_KEY, LABEL_KEY
 
 TOPK = 5
 PREDICTIONS_FILE = "predictions.csv"
@@ -68,7 +69,7 @@ def evaluate_accuracy(model: nn.Module, batches: Iterable[Dict[str, Any]], *, in
     counts = torch.zeros(3, dtype=torch.float64, device=device)
     for batch in logged_progress(batches, "validation"):
         inputs = inputs_of(batch, device)
-        labels = batch["label"].to(device)
+        labels = batch[LABEL_KEY].to(device)
         scores = view_averaged_scores(model, inputs, input_ndim=input_ndim, precision=precision)
         top1, top5 = topk_correct(scores, labels)
         counts += torch.tensor([top1, top5, len(labels)], dtype=torch.float64, device=device)
@@ -90,17 +91,16 @@ def predict_videos(model: nn.Module, batches: Iterable[Dict[str, Any]], *, input
 
 
 def _video_results(batch: Dict[str, Any], scores: torch.Tensor, num_views: int) -> List[VideoResult]:
-    """Results of one batch: multi-view video items carry ``video_index`` and ``error``, image
-    items ``index`` and no error."""
+    """Results of one batch: every item carries ``index``; multi-view video items also ``error``."""
     top = scores.topk(min(TOPK, scores.shape[1]), dim=1).indices.tolist()
     errors = batch.get("error") or [""] * len(top)
-    indices_of_items = batch["video_index"] if "video_index" in batch else batch["index"]
+    indices_of_items = batch[INDEX_KEY]
     out = []
     for i, (indices, error) in enumerate(zip(top, errors)):
         out.append(VideoResult(
             index=int(indices_of_items[i]),
             path=str(batch["path"][i]),
-            label=int(batch["label"][i]),
+            label=int(batch[LABEL_KEY][i]),
             prediction=-1 if error else indices[0],
             top5=[] if error else indices,
             num_views=0 if error else num_views,

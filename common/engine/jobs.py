@@ -15,24 +15,29 @@ from fvcore.common.config import CfgNode
 from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset
 
 from common.checkpoint import model_state_dict, safe_load
 from common.config import RESOLVED_CONFIG_NAME, save_config
-from common.engine.config_checks import validate_config
 from common.data import batch_inputs, build_dataset, build_mixup
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
-                                    has_probe_head, input_ndim, train_sampler)
-from common.engine.checkpointing import (Position, find_resume_checkpoint, load_initial_weights,
+                                    has_probe_head, train_sampler)
+from common.engine.config_checks import validate_config
+from common.engine.checkpointing import (LAST_CHECKPOINT, Position, find_resume_checkpoint, load_initial_weights,
                                          resume_training_state, save_training_state)
 from common.engine.distributed import DistInfo, barrier, init_distributed
-from common.engine.evaluation import evaluate_accuracy, gather_results, predict_videos, write_test_outputs
+from common.engine.evaluation import (PREDICTIONS_FILE, RESULTS_FILE, evaluate_accuracy, gather_results,
+                                       predict_videos, write_test_outputs)
 from common.engine.output_dir import claim_output_dir
 from common.engine.precision import resolve_precision
 from common.engine.preemption import PreemptionHandler
-from common.engine.progress import MetricsWriter, setup_logging
+from common.engine.progress import JSON_LOG_FILE, LOG_FILE, MetricsWriter, setup_logging
 from common.engine.rng import make_deterministic, seed_everything
 from common.engine.trainer import LossFn, StepConfig, TrainState, train_one_epoch
+from common.errors import DataNotFoundError
+from common.modality import modality_of_config
 from common.optim import CosineSchedule, build_optimizer, scaled_lr
+from common.visualization import read_json_lines
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +68,7 @@ def run_job(job: str, cfg: CfgNode) -> Dict[str, Any]:
         raise ValueError(f"job must be one of {JOBS}, got {job!r}")
     dist = init_distributed(cfg.DIST.BACKEND)
     validate_config(cfg, job=job, world_size=dist.world_size)
+    datasets = build_job_datasets(cfg, job)  # a missing dataset stops here, before OUTPUT_DIR is touched
     setup_logging(cfg.OUTPUT_DIR, is_main=dist.is_main)
     with claim_output_dir(cfg, training=job != "test", is_main=dist.is_main):
         barrier()  # the other ranks look for a checkpoint only after the main rank's decision
@@ -73,8 +79,30 @@ def run_job(job: str, cfg: CfgNode) -> Dict[str, Any]:
         if cfg.DETERMINISTIC:
             make_deterministic()
         if job == "test":
-            return run_test(cfg, dist)
-        return run_training(cfg, dist, TRAINING_JOBS[job])
+            metrics = run_test(cfg, dist, datasets["test"])
+        else:
+            metrics = run_training(cfg, dist, TRAINING_JOBS[job], datasets)
+        logger.info("%s", run_summary(cfg, job))
+        return metrics
+
+
+def run_summary(cfg: CfgNode, job: str) -> str:
+    """The last line of a run: where its results are."""
+    out = cfg.OUTPUT_DIR
+    if job == "test":
+        return f"test done: {os.path.join(out, RESULTS_FILE)}, {os.path.join(out, PREDICTIONS_FILE)}"
+    return (f"{job} done: checkpoint {os.path.join(out, LAST_CHECKPOINT)}, logs {os.path.join(out, LOG_FILE)} and "
+            f"{os.path.join(out, JSON_LOG_FILE)}")
+
+
+def build_job_datasets(cfg: CfgNode, job: str) -> Dict[str, Dataset]:
+    """The datasets ``job`` reads, by dataset mode: ``test``, or the training mode and ``val``."""
+    if job == "test":
+        modes = ["test"]
+    else:
+        spec = TRAINING_JOBS[job]
+        modes = [spec.train_mode] + (["val"] if spec.evaluates else [])
+    return {mode: build_dataset(cfg, mode) for mode in modes}
 
 
 def prepare_model(cfg: CfgNode, spec: JobSpec, *, load_start_weights: bool = True) -> nn.Module:
@@ -111,13 +139,13 @@ def clips_per_step(cfg: CfgNode) -> int:
     return cfg.TRAIN.BATCH_SIZE * cfg.TRAIN.ACCUM_ITER * cfg.DATA.REPEATED_SAMPLING
 
 
-def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
+def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str, Dataset]) -> Dict[str, Any]:
     """Train (resuming from ``OUTPUT_DIR/checkpoint-last.pth`` if present); returns the last epoch's log."""
     resume = find_resume_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     model = prepare_model(cfg, spec, load_start_weights=resume is None).to(dist.device)
     precision = resolve_precision(cfg.TRAIN.PRECISION, dist.device)
-    loader = build_train_loader(cfg, build_dataset(cfg, spec.train_mode), dist)
-    val_loader = build_eval_loader(cfg, build_dataset(cfg, "val"), dist) if spec.evaluates else None
+    loader = build_train_loader(cfg, datasets[spec.train_mode], dist)
+    val_loader = build_eval_loader(cfg, datasets["val"], dist) if spec.evaluates else None
     steps = len(loader) // cfg.TRAIN.ACCUM_ITER
     if steps == 0:
         raise ValueError(f"the {spec.train_mode} dataset gives no full step of TRAIN.BATCH_SIZE "
@@ -130,6 +158,8 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
     if resume:
         state.position = resume_training_state(resume, model=model, optimizer=optimizer, scaler=state.scaler,
                                                rank=dist.rank)
+    if state.position.epoch >= cfg.SOLVER.MAX_EPOCH:
+        return finished_run_record(cfg)
     if dist.world_size > 1:
         state.model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
     conf = StepConfig(
@@ -144,6 +174,23 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
     logger.info("%s: %d steps/epoch of %d samples, lr %.3e, precision %s, %d rank(s)", cfg.MODEL.NAME, steps,
                 clips_per_step(cfg), lr, precision.dtype or "fp32", dist.world_size)
     return _epochs(cfg, state, conf, loader, val_loader, steps)
+
+
+def finished_run_record(cfg: CfgNode) -> Dict[str, Any]:
+    """A run that is already complete: say so, and return its last epoch's record."""
+    log_path = os.path.join(cfg.OUTPUT_DIR, JSON_LOG_FILE)
+    records = read_json_lines(log_path) if os.path.isfile(log_path) else []
+    logger.info("nothing to do: %s finished at epoch %d; its results are in %s (%s, %s)", cfg.OUTPUT_DIR,
+                cfg.SOLVER.MAX_EPOCH, cfg.OUTPUT_DIR, LAST_CHECKPOINT, JSON_LOG_FILE)
+    return {**(records[-1] if records else {}), "already_finished": True}
+
+
+def format_record(record: Dict[str, Any], max_epoch: int) -> str:
+    """One epoch's record for a person: ``epoch 3/10: train_loss 0.4321, lr 0.0001234, ...``
+    (4 significant digits)."""
+    values = ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+                       for key, value in record.items() if key != "epoch")
+    return f"epoch {record['epoch']}/{max_epoch}: {values}"
 
 
 def _epochs(cfg: CfgNode, state: TrainState, conf: StepConfig, loader, val_loader, steps: int) -> Dict[str, Any]:
@@ -166,7 +213,7 @@ def _epochs(cfg: CfgNode, state: TrainState, conf: StepConfig, loader, val_loade
                                 dist=conf.dist)
             if writer is not None:
                 writer.write(record, step=epoch + 1)
-            logger.info("epoch %d: %s", epoch + 1, record)
+            logger.info("%s", format_record(record, cfg.SOLVER.MAX_EPOCH))
     finally:
         preemption.uninstall()
         if writer is not None:
@@ -177,18 +224,18 @@ def _epochs(cfg: CfgNode, state: TrainState, conf: StepConfig, loader, val_loade
 
 def _validate(cfg: CfgNode, state: TrainState, conf: StepConfig, val_loader) -> Dict[str, float]:
     return evaluate_accuracy(state.unwrapped, val_loader, inputs_of=batch_inputs, device=conf.dist.device,
-                             input_ndim=input_ndim(cfg), precision=conf.precision)
+                             input_ndim=modality_of_config(cfg).input_ndim, precision=conf.precision)
 
 
 def resolve_test_checkpoint(cfg: CfgNode) -> str:
     """``TEST.CHECKPOINT_FILE_PATH``, else ``OUTPUT_DIR/checkpoint-last.pth``."""
     path: Optional[str] = cfg.TEST.CHECKPOINT_FILE_PATH or find_resume_checkpoint(cfg.OUTPUT_DIR)
     if not path:
-        raise FileNotFoundError(f"no TEST.CHECKPOINT_FILE_PATH and no checkpoint in {cfg.OUTPUT_DIR}")
+        raise DataNotFoundError(f"no TEST.CHECKPOINT_FILE_PATH and no checkpoint in OUTPUT_DIR {cfg.OUTPUT_DIR}")
     return path
 
 
-def run_test(cfg: CfgNode, dist: DistInfo) -> Dict[str, Any]:
+def run_test(cfg: CfgNode, dist: DistInfo, dataset: Dataset) -> Dict[str, Any]:
     """Multi-view test of a classifier checkpoint; writes predictions.csv and test_results.json."""
     path = resolve_test_checkpoint(cfg)
     weights = model_state_dict(safe_load(path))
@@ -197,9 +244,9 @@ def run_test(cfg: CfgNode, dist: DistInfo) -> Dict[str, Any]:
         model = attach_probe_head(model)
     model.load_state_dict(weights)
     model.to(dist.device)
-    loader = build_eval_loader(cfg, build_dataset(cfg, "test"), dist)
+    loader = build_eval_loader(cfg, dataset, dist)
     local = predict_videos(model, loader, inputs_of=batch_inputs, device=dist.device,
-                           input_ndim=input_ndim(cfg), precision=resolve_precision(cfg.TRAIN.PRECISION, dist.device))
+                           input_ndim=modality_of_config(cfg).input_ndim, precision=resolve_precision(cfg.TRAIN.PRECISION, dist.device))
     results = gather_results(local)
     summary: Dict[str, Any] = {}
     if dist.is_main:

@@ -26,9 +26,10 @@ import yaml
 from fvcore.common.config import CfgNode
 
 from common.checkpoint import safe_load
-from common.config import RESOLVED_CONFIG_NAME, flatten_config
+from common.config import RESOLVED_CONFIG_NAME, current_keys, flatten_config
 from common.engine.checkpointing import LAST_CHECKPOINT
 from common.engine.progress import JSON_LOG_FILE
+from common.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +39,12 @@ TEMP_PATTERNS = (".checkpoint-*.tmp", "*.tmp.[0-9]*")  # common.checkpoint.atomi
 RUN_LOGS = (JSON_LOG_FILE, "tensorboard")  # log.txt is kept: it records the overwrite
 # A checkpoint only continues a run with the same values of these (MODEL.* and MAE.* in full).
 ESSENTIAL_SECTIONS = ("MODEL", "MAE")
-ESSENTIAL_KEYS = ("DATA.DATASET", "DATA.NUM_FRAMES", "DATA.TRAIN_CROP_SIZE", "DATA.NUM_CLASSES",
+ESSENTIAL_KEYS = ("DATA.DATASET", "DATA.NUM_FRAMES", "DATA.TRAIN_CROP_SIZE", "MODEL.NUM_CLASSES",
                   "SOLVER.OPTIMIZING_METHOD")
 NON_ESSENTIAL_KEYS = ("MODEL.USE_CHECKPOINT",)  # memory only; changing it keeps the run
 
 
-class OutputDirError(RuntimeError):
+class OutputDirError(UserError, RuntimeError):
     """``OUTPUT_DIR`` is in use, belongs to another run, or cannot be written."""
 
 
@@ -151,7 +152,7 @@ def saved_run_config(output_dir: str) -> Dict[str, Any]:
 def essential_differences(saved: Dict[str, Any], cfg: CfgNode) -> List[str]:
     """``KEY: saved A, now B`` for every essential setting that differs."""
     now = dict(flatten_config(cfg))
-    before = dict(flatten_config(saved))
+    before = current_keys(dict(flatten_config(saved)))
     keys = [k for k in now if k.split(".")[0] in ESSENTIAL_SECTIONS or k in ESSENTIAL_KEYS]
     return [f"{k}: saved {_plain(before.get(k))!r}, now {_plain(now[k])!r}"
             for k in keys if k not in NON_ESSENTIAL_KEYS and _plain(before.get(k)) != _plain(now[k])]

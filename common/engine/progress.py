@@ -8,7 +8,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -17,21 +17,50 @@ LOG_FILE = "log.txt"
 JSON_LOG_FILE = "log.jsonl"
 
 
-def setup_logging(output_dir: str, *, is_main: bool) -> None:
-    """INFO to stdout and ``OUTPUT_DIR/log.txt`` on the main rank, warnings only elsewhere."""
+_console_loggers: Tuple[str, ...] = ()  # empty: the console shows every INFO record
+
+
+def setup_logging(output_dir: Optional[str], *, is_main: bool) -> None:
+    """INFO to stdout and ``OUTPUT_DIR/log.txt`` (none without ``output_dir``) on the main rank,
+    warnings only elsewhere. A second call (the next job in the same process) replaces the
+    handlers of the first."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_convmae", False):
             root.removeHandler(handler)
     root.setLevel(logging.INFO if is_main else logging.WARNING)
-    handlers = [logging.StreamHandler(sys.stdout)]
-    if is_main:
+    console = logging.StreamHandler(sys.stdout)
+    console.addFilter(_console_filter)
+    handlers: List[logging.Handler] = [console]
+    if is_main and output_dir:
         os.makedirs(output_dir, exist_ok=True)
         handlers.append(logging.FileHandler(os.path.join(output_dir, LOG_FILE)))
     for handler in handlers:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler._convmae = True  # so a second run in the same process replaces, not duplicates
         root.addHandler(handler)
+
+
+def show_on_console_only(logger_names: Sequence[str]) -> None:
+    """From now on the console shows INFO records of ``logger_names`` (and their children) and
+    warnings of any logger; the log files keep everything. Empty: show every INFO record."""
+    global _console_loggers
+    _console_loggers = tuple(logger_names)
+
+
+def add_log_file(path: str) -> logging.Handler:
+    """Also write every record to ``path``, across the jobs that follow (``setup_logging`` keeps it)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _console_filter(record: logging.LogRecord) -> bool:
+    if not _console_loggers or record.levelno >= logging.WARNING:
+        return True
+    return any(record.name == name or record.name.startswith(name + ".") for name in _console_loggers)
 
 
 @dataclass

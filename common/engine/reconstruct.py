@@ -11,19 +11,18 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
-import yaml
 from fvcore.common.config import CfgNode
 from torch import nn
 
 from common.checkpoint import CheckpointError, model_state_dict, safe_load
-from common.config import get_cfg
-from common.engine.builders import build_model, is_video
+from common.config import config_from_yaml
+from common.engine.builders import build_model
+from common.modality import modality_of_config
 from common.visualization import (plot_training_curve, reconstruction_panels, save_reconstruction_gif,
                                   save_reconstruction_png)
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DECODER_KEY = "decoder_pred.weight"  # only pretraining (masked autoencoder) weights have it
 
 
@@ -31,10 +30,7 @@ def config_of_checkpoint(checkpoint: dict, path: Path) -> CfgNode:
     """The resolved config a training checkpoint stores under ``cfg`` (YAML text), frozen."""
     if not checkpoint.get("cfg"):
         raise CheckpointError(f"{path} stores no config: pass the run's config (--cfg)")
-    cfg = get_cfg()
-    cfg.merge_from_other_cfg(CfgNode(yaml.safe_load(checkpoint["cfg"])))
-    cfg.freeze()
-    return cfg
+    return config_from_yaml(checkpoint["cfg"], f"the config stored in {path}")
 
 
 def load_pretraining_model(path: Path, cfg: Optional[CfgNode] = None) -> Tuple[nn.Module, CfgNode]:
@@ -50,51 +46,27 @@ def load_pretraining_model(path: Path, cfg: Optional[CfgNode] = None) -> Tuple[n
     return model.eval(), cfg
 
 
-def load_video_clip(path: Path, cfg: CfgNode) -> torch.Tensor:
-    """The centre clip of the video at ``path`` as the model sees it: (1, C, T, S, S), normalised,
-    ``DATA.NUM_FRAMES`` frames ``DATA.SAMPLING_RATE`` apart, centre square crop of ``DATA.TRAIN_CROP_SIZE``."""
-    from videoconvmae.data import CentreViewTransform, build_clip_chooser, build_decoder
-
-    data = cfg.DATA
-    decoder = build_decoder(data.DECODING_BACKEND, fallback=data.DECODE_FALLBACK, timeout_s=data.DECODE_TIMEOUT)
-    choose = build_clip_chooser(mode=data.SAMPLING_MODE, training=False, num_frames=data.NUM_FRAMES,
-                                stride=data.SAMPLING_RATE, num_clips=1)
-    clip = decoder.decode(str(path), choose).clip(0)
-    return CentreViewTransform(crop_size=data.TRAIN_CROP_SIZE, mean=data.MEAN, std=data.STD)(clip)[None]
-
-
-def load_image(path: Path, cfg: CfgNode) -> torch.Tensor:
-    """The image at ``path`` as the model sees it: (1, C, S, S), resized, centre-cropped, normalised."""
-    from imageconvmae.data.dataset import load_rgb
-    from imageconvmae.data.transforms import build_eval_image_transform
-
-    data = cfg.DATA
-    transform = build_eval_image_transform(crop_size=data.TRAIN_CROP_SIZE, crop_pct=data.IMAGE_TEST_CROP_PCT,
-                                           mean=data.MEAN, std=data.STD)
-    return transform(load_rgb(str(path)))[None]
-
-
 def write_reconstruction(checkpoint: Path, media: Union[Path, Sequence[Path]], output_dir: Path, *,
                          name: str = "reconstruction", cfg: Optional[CfgNode] = None, seed: int = 0) -> List[Path]:
-    """Reconstruct ``media`` (videos, or images for image models; one path or several) with
+    """Reconstruct ``media`` (files of the model's modality; one path or several) with
     pretraining ``checkpoint`` under random masks drawn from ``seed``; writes
     ``output_dir/name.png`` (per input, top to bottom, rows: original, masked input,
     reconstruction, reconstruction pasted into the visible input; one column per frame) and,
     for videos, ``name.gif``. Returns the written paths."""
     files = [Path(media)] if isinstance(media, (str, Path)) else [Path(m) for m in media]
     model, cfg = load_pretraining_model(Path(checkpoint), cfg)
-    video = is_video(cfg)
+    modality = modality_of_config(cfg)
     for path in files:
-        if video == (path.suffix.lower() in IMAGE_SUFFIXES):
-            kind = "video" if video else "image"
-            raise ValueError(f"{path}: the checkpoint's model ({cfg.MODEL.NAME}) needs a {kind} file")
-    x = torch.cat([load_video_clip(path, cfg) if video else load_image(path, cfg) for path in files])
+        if not modality.reads(path):
+            raise ValueError(f"{path}: the checkpoint's model ({cfg.MODEL.NAME}) reads {modality.name} files "
+                             f"({', '.join(modality.file_suffixes)})")
+    x = torch.cat([modality.load_input(path, cfg, cfg.DATA.TRAIN_CROP_SIZE) for path in files])
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         panels = reconstruction_panels(model, x, mean=cfg.DATA.MEAN, std=cfg.DATA.STD)
     output_dir = Path(output_dir)
     paths = [save_reconstruction_png(panels, output_dir / f"{name}.png")]
-    if video:
+    if x.ndim == 5:  # inputs with a time axis also get an animation
         paths.append(save_reconstruction_gif(panels, output_dir / f"{name}.gif"))
     logger.info("reconstruction of %s written to %s", ", ".join(map(str, files)), ", ".join(map(str, paths)))
     return paths

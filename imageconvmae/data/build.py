@@ -6,6 +6,7 @@ from fvcore.common.config import CfgNode
 from torch.utils.data import Dataset
 
 from common.data.registry import register_dataset
+from common.errors import DataNotFoundError
 
 from .dataset import ImageFolderDataset
 from .transforms import ImageTransform, build_eval_image_transform, build_finetune_image_transform, build_pretrain_image_transform
@@ -39,6 +40,9 @@ def build_image_transform(cfg: CfgNode, mode: str) -> ImageTransform:
 def build_imagenet(cfg: CfgNode, mode: str) -> Dataset:
     """ImageNet (or any ImageFolder tree) under ``DATA.PATH_TO_DATA_DIR/{train,val}``."""
     root = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, SPLIT_OF_MODE[mode])
+    if not os.path.isdir(root):
+        raise DataNotFoundError(f"no {SPLIT_OF_MODE[mode]} split in DATA.PATH_TO_DATA_DIR: the folder {root} "
+                                "does not exist (expected one sub-folder of images per class)")
     training = mode in ("pretrain", "finetune")
     return ImageFolderDataset(
         root=root,

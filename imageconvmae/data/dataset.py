@@ -1,5 +1,5 @@
 """ImageFolder dataset giving dict samples; bad images are logged once, replaced and counted."""
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from PIL import Image
 from torch.utils.data import Dataset
@@ -40,6 +40,10 @@ class ImageFolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def labelled_paths(self) -> List[Tuple[str, int]]:
+        """(path, label) of every image, in dataset order."""
+        return list(self.samples)
 
     def __getitem__(self, index: int) -> List[Sample]:
         (image, index), failures = load_with_substitutes(

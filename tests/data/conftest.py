@@ -75,19 +75,22 @@ def bad_videos(tmp_path_factory, frames) -> Dict[str, Path]:
 def _make_cfg(**data_overrides) -> CfgNode:
     cfg = CfgNode()
     add_data_config(cfg)
-    cfg.DATA.NUM_CLASSES = NUM_CLASSES
+    cfg.MODEL = CfgNode({"NUM_CLASSES": NUM_CLASSES})
     cfg.DATA.NUM_FRAMES = 8
     cfg.DATA.SAMPLING_RATE = 2
     cfg.DATA.TRAIN_CROP_SIZE = 32
     cfg.DATA.TEST_CROP_SIZE = 32
     cfg.DATA.DECODE_TIMEOUT = 10.0
     for key, value in data_overrides.items():
-        cfg.DATA[key] = value
+        if key == "NUM_CLASSES":
+            cfg.MODEL.NUM_CLASSES = value
+        else:
+            cfg.DATA[key] = value
     return cfg
 
 
 @pytest.fixture
 def make_cfg():
-    """``make_cfg(**DATA overrides)``: data config for small test clips (8 frames stride 2,
+    """``make_cfg(**DATA overrides, NUM_CLASSES=...)``: data config for small test clips (8 frames stride 2,
     32x32 crops, 4 classes)."""
     return _make_cfg

@@ -12,7 +12,7 @@ def _cutmix_only():
 def test_build_mixup_reads_cfg_and_can_be_disabled():
     cfg = CfgNode()
     add_data_config(cfg)
-    cfg.DATA.NUM_CLASSES = 7
+    cfg.MODEL = CfgNode({"NUM_CLASSES": 7})
     mixer = build_mixup(cfg)
     assert mixer.mixer.num_classes == 7 and mixer.mixer.mixup_alpha == 0.8 and mixer.mixer.label_smoothing == 0.1
     cfg.MIXUP.ENABLE = False

@@ -171,5 +171,5 @@ def test_seeded_video_clips_read_ahead_equal_those_loaded_one_by_one(video_data)
     alone = [seeded[key] for key in keys]
     for items, singles in zip(together, alone):
         for view, single in zip(items, singles):
-            assert view["video_index"] == single["video_index"] and view["aug_index"] == single["aug_index"]
+            assert view["index"] == single["index"] and view["aug_index"] == single["aug_index"]
             assert torch.equal(view["video"], single["video"])

@@ -33,8 +33,8 @@ def test_pretrain_loader_batches_with_repeated_sampling(make_cfg, video_data, ba
     assert video.shape == (6, 3, 8, 32, 32) and video.dtype == torch.float32
     assert -2.2 < video.min() and video.max() < 2.7  # ImageNet-normalised [0, 1] pixels
     assert batches[0]["aug_index"].tolist() == [0, 1] * 3
-    assert torch.equal(batches[0]["video_index"][::2], batches[0]["video_index"][1::2])
-    assert sorted(torch.cat([b["video_index"][::2] for b in batches]).tolist()) == list(range(8))
+    assert torch.equal(batches[0]["index"][::2], batches[0]["index"][1::2])
+    assert sorted(torch.cat([b["index"][::2] for b in batches]).tolist()) == list(range(8))
     assert sum(int(b["decode_failures"].sum()) for b in batches) == 0
 
 
@@ -111,7 +111,7 @@ def test_every_bad_file_kind_is_replaced_logged_once_and_counted(bad_videos, cap
     with caplog.at_level(logging.WARNING, logger="common.data.failures"):
         for _ in range(2):  # second epoch: files known bad are skipped, counted, not re-logged
             batch = dataset.collate_fn(dataset.__getitems__(list(range(len(videos)))))
-            assert batch["video_index"].tolist() == [0] * 6 and batch["label"].tolist() == [1] * 6
+            assert batch["index"].tolist() == [0] * 6 and batch["label"].tolist() == [1] * 6
             assert batch["decode_failures"].tolist() == [0, 1, 1, 1, 1, 1]
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 5
@@ -127,7 +127,7 @@ def test_a_hanging_file_is_replaced_after_the_timeout(bad_videos, tmp_path, capl
     try:
         with caplog.at_level(logging.WARNING):
             (sample,) = dataset[0]
-        assert sample["video_index"] == 1 and sample["decode_failures"] >= 1
+        assert sample["index"] == 1 and sample["decode_failures"] >= 1
         assert "timed out" in caplog.text and str(fifo) in caplog.text
     finally:
         threading.Thread(target=lambda: open(fifo, "wb").close(), daemon=True).start()

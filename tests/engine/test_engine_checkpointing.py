@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from common.engine.builders import attach_probe_head, build_model, is_video, input_ndim, per_rank_batch
+from common.engine.builders import attach_probe_head, build_model, model_kwargs, per_rank_batch
+from common.modality import modality_of_config
 from common.engine.checkpointing import (Position, epoch_checkpoint_name, find_resume_checkpoint,
                                          load_initial_weights, resume_training_state, save_training_state)
 from common.engine.distributed import DistInfo
@@ -71,7 +72,10 @@ def test_probe_head_freezes_the_encoder(tmp_path):
 
 def test_modality_and_batch_helpers(tmp_path):
     video, image = toy_cfg("video_finetune", tmp_path), toy_cfg("image_finetune", tmp_path)
-    assert is_video(video) and not is_video(image) and (input_ndim(video), input_ndim(image)) == (5, 4)
+    assert (modality_of_config(video).name, modality_of_config(image).name) == ("video", "image")
+    assert (modality_of_config(video).input_ndim, modality_of_config(image).input_ndim) == (5, 4)
+    assert model_kwargs(video, pretraining=False, crop_size=32)["num_frames"] == 4
+    assert "num_frames" not in model_kwargs(image, pretraining=False, crop_size=32)
     assert per_rank_batch(8, DistInfo(1, 2, 1, torch.device("cpu")), "TRAIN.BATCH_SIZE") == 4
     with pytest.raises(ValueError, match="TRAIN.BATCH_SIZE = 8 must be a positive multiple of the 3"):
         per_rank_batch(8, DistInfo(0, 3, 0, torch.device("cpu")), "TRAIN.BATCH_SIZE")

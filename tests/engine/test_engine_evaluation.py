@@ -36,7 +36,7 @@ def test_topk_correct():
 
 def _batch(indices, error=""):
     return {"image": torch.randn(len(indices), 2, 1, 4, 4), "label": torch.tensor([i % 6 for i in indices]),
-            "video_index": torch.tensor(indices), "path": [f"v{i}" for i in indices],
+            "index": torch.tensor(indices), "path": [f"v{i}" for i in indices],
             "error": [error if i == indices[0] else "" for i in indices]}
 
 

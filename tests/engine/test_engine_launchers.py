@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from common.config import load_config
 from common.engine import cli
 from common.engine.jobs import run_job
 from common.engine.launch import JobRunner, submit
@@ -78,7 +79,8 @@ def test_cli_without_arguments_is_the_demo(monkeypatch):
     made = []
     monkeypatch.setattr(cli, "ensure_synthetic_dataset", lambda cfg: made.append(cfg.DATA.PATH_TO_DATA_DIR))
     cfg = cli.config_from_args("pretrain", [])
-    assert cfg.MODEL.NAME == "videoconvmae_small_patch16" and made == [cfg.DATA.PATH_TO_DATA_DIR]
+    demo_stage_1 = load_config(str(DEMO / "video_pretrain.yaml"))  # the demo's pretraining stage, as it is
+    assert cfg.dump() == demo_stage_1.dump() and made == [cfg.DATA.PATH_TO_DATA_DIR]
 
 
 def test_cli_overrides_and_errors(monkeypatch):
@@ -88,14 +90,16 @@ def test_cli_overrides_and_errors(monkeypatch):
         cli.config_from_args("finetune", ["--cfg", str(DEMO / "video_finetune.yaml"), "SOLVER.MAX_EPOC", "3"])
 
 
-def test_ensure_synthetic_dataset_generates_once(tmp_path, monkeypatch):
+def test_ensure_synthetic_dataset_generates_once_with_the_modality_recipe(tmp_path, monkeypatch):
     from common.config import load_config
+    from common.engine.demo import ensure_synthetic_dataset
+    import videoconvmae.modality as video_modality
     calls = []
-    import videoconvmae.data.synthetic as synthetic
-    monkeypatch.setattr(synthetic, "make_synthetic_video_dataset", lambda root, **kw: calls.append((root, kw)))
+    monkeypatch.setattr(video_modality, "write_motion_dataset", lambda folder, fmt, **kw: calls.append((folder, fmt, kw)))
     cfg = load_config(str(DEMO / "video_pretrain.yaml"), ["DATA.PATH_TO_DATA_DIR", str(tmp_path / "kinetics")])
-    cli.ensure_synthetic_dataset(cfg)
-    assert calls == [(str(tmp_path), {"clips_per_class": cli.DEMO_CLIPS_PER_CLASS, "formats": ("kinetics",)})]
+    ensure_synthetic_dataset(cfg)
+    assert calls == [(tmp_path / "kinetics", "kinetics",
+                      {"num_classes": 4, "progress": True, **video_modality.SYNTHETIC_RECIPE})]
     (tmp_path / "kinetics").mkdir()
-    cli.ensure_synthetic_dataset(cfg)
+    ensure_synthetic_dataset(cfg)
     assert len(calls) == 1

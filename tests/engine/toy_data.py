@@ -9,6 +9,7 @@ from torch.utils.data import Dataset, default_collate
 
 from common.config import load_config
 from common.data import register_dataset, registered_datasets
+from common.modality import modality_of_config
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo"
 
@@ -19,7 +20,7 @@ TINY_MODEL = ["MODEL.EMBED_DIM", "[16, 24, 32]", "MODEL.DEPTH", "[1, 1, 2]", "MO
 
 class ToyDataset(Dataset):
     """``size`` items; training items ``{video|image, label, decode_failures}``, test items with
-    ``views`` views plus ``video_index``, ``path``, ``error`` (index 1 is 'unreadable')."""
+    ``views`` views plus ``index``, ``path``, ``error`` (index 1 is 'unreadable')."""
 
     def __init__(self, *, size: int, shape, num_classes: int, views: int = 0, key: str = "video"):
         self.size, self.shape, self.num_classes, self.views, self.key = size, tuple(shape), num_classes, views, key
@@ -35,7 +36,7 @@ class ToyDataset(Dataset):
         base[label % 3] += 1.0 if label < 3 else -1.0
         if not self.views:
             return {self.key: base, "label": label, "index": index, "decode_failures": 0}
-        return {self.key: base.expand(self.views, *self.shape).clone(), "label": label, "video_index": index,
+        return {self.key: base.expand(self.views, *self.shape).clone(), "label": label, "index": index,
                 "path": f"video_{index}.mp4", "error": "unreadable" if index == 1 else ""}
 
 
@@ -47,12 +48,13 @@ def register_toy_dataset() -> None:
     @register_dataset(TOY_NAME)
     def build(cfg, mode: str) -> ToyDataset:
         size = cfg.DATA.TEST_CROP_SIZE if mode in ("val", "test") else cfg.DATA.TRAIN_CROP_SIZE
-        video = cfg.MODEL.NAME.startswith("video")
+        modality = modality_of_config(cfg)
+        video = modality.input_ndim == 5
         shape = (3, cfg.DATA.NUM_FRAMES, size, size) if video else (3, size, size)
         views = cfg.TEST.NUM_ENSEMBLE_VIEWS * cfg.TEST.NUM_SPATIAL_CROPS if mode == "test" else 0
         count = {"test": 7, "val": 6}.get(mode, 16)
-        return ToyDataset(size=count, shape=shape, num_classes=cfg.DATA.NUM_CLASSES, views=views,
-                          key="video" if video else "image")
+        return ToyDataset(size=count, shape=shape, num_classes=cfg.MODEL.NUM_CLASSES, views=views,
+                          key=modality.input_key)
 
 
 def toy_overrides(output_dir: Path, *extra: str) -> List[str]:
@@ -70,7 +72,7 @@ def toy_cfg(recipe: str, output_dir: Path, *extra: str):
 
 def real_overrides(output_dir: Path, data_dir: Path, *extra: str) -> List[str]:
     """Overrides that run a demo recipe with a tiny model on generated media (``data_dir``), 3 classes."""
-    return ["DATA.PATH_TO_DATA_DIR", str(data_dir), "OUTPUT_DIR", str(output_dir), "DATA.NUM_CLASSES", "3",
+    return ["DATA.PATH_TO_DATA_DIR", str(data_dir), "OUTPUT_DIR", str(output_dir), "MODEL.NUM_CLASSES", "3",
             "SOLVER.MAX_EPOCH", "1", *TINY_MODEL, "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32",
             "DATA.TEST_CROP_SIZE", "32", "TRAIN.BATCH_SIZE", "4", "TEST.BATCH_SIZE", "2",
             "DATA_LOADER.NUM_WORKERS", "0", "LOG.TENSORBOARD", "False", *extra]

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Tuple
 
+from common.errors import UserError
+
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
 
 
@@ -17,7 +19,7 @@ class LabeledVideo:
     label: int
 
 
-class AnnotationError(ValueError):
+class AnnotationError(UserError, ValueError):
     """An annotation file that cannot be used; the message names the file (and line)."""
 
 

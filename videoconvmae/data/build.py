@@ -11,6 +11,7 @@ from fvcore.common.config import CfgNode
 from torch.utils.data import Dataset
 
 from common.data.registry import register_dataset
+from common.errors import DataNotFoundError
 
 from .annotations import AnnotationError, LabeledVideo, read_folder_per_class, read_path_label_list, read_ssv2_json
 from .datasets import MultiViewVideoDataset, VideoClipDataset
@@ -35,7 +36,8 @@ def list_or_folder_videos(data_dir: str, split: str, *, prefix: str, separator: 
     folder = os.path.join(data_dir, split)
     if os.path.isdir(folder):
         return read_folder_per_class(folder)
-    raise FileNotFoundError(f"no {split} split: neither {list_file} nor the folder {folder} exists")
+    raise DataNotFoundError(f"no {split} split in DATA.PATH_TO_DATA_DIR: neither {list_file} nor the folder "
+                            f"{folder} exists")
 
 
 def ssv2_videos(data_dir: str, split: str, *, prefix: str, separator: str) -> List[LabeledVideo]:
@@ -52,7 +54,7 @@ def check_labels(videos: List[LabeledVideo], num_classes: int, source: str) -> N
     """Fails at start-up when a label is outside [0, num_classes)."""
     bad = [video for video in videos if not 0 <= video.label < num_classes]
     if bad:
-        raise AnnotationError(f"{source}: label {bad[0].label} of {bad[0].path} is not in [0, DATA.NUM_CLASSES={num_classes})")
+        raise AnnotationError(f"{source}: label {bad[0].label} of {bad[0].path} is not in [0, MODEL.NUM_CLASSES={num_classes})")
 
 
 def build_train_transform(cfg: CfgNode, mode: str, flip: bool) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -122,7 +124,7 @@ def build_kinetics(cfg: CfgNode, mode: str) -> Dataset:
     data = cfg.DATA
     split = SPLIT_OF_MODE[mode]
     videos = list_or_folder_videos(data.PATH_TO_DATA_DIR, split, prefix=data.PATH_PREFIX, separator=data.PATH_LABEL_SEPARATOR)
-    check_labels(videos, data.NUM_CLASSES, f"{data.PATH_TO_DATA_DIR} ({split})")
+    check_labels(videos, cfg.MODEL.NUM_CLASSES, f"{data.PATH_TO_DATA_DIR} ({split})")
     return build_video_dataset(cfg, mode, videos, flip=data.RANDOM_FLIP)
 
 
@@ -132,7 +134,7 @@ def build_ssv2(cfg: CfgNode, mode: str) -> Dataset:
     data = cfg.DATA
     split = SPLIT_OF_MODE[mode]
     videos = ssv2_videos(data.PATH_TO_DATA_DIR, split, prefix=data.PATH_PREFIX, separator=data.PATH_LABEL_SEPARATOR)
-    check_labels(videos, data.NUM_CLASSES, f"{data.PATH_TO_DATA_DIR} ({split})")
+    check_labels(videos, cfg.MODEL.NUM_CLASSES, f"{data.PATH_TO_DATA_DIR} ({split})")
     if data.RANDOM_FLIP and mode in ("pretrain", "finetune"):
         logger.info("ssv2: DATA.RANDOM_FLIP ignored, SSV2 labels distinguish left from right")
     return build_video_dataset(cfg, mode, videos, flip=False)

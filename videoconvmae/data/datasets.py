@@ -14,7 +14,7 @@ results do not depend on thread timing.
 import random
 from functools import partial
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Dataset
@@ -62,7 +62,7 @@ class VideoClipDataset(Dataset):
     """Items are lists of ``num_views`` samples of one random (or centre) clip of a video.
 
     A sample: ``video`` float (C, T, H, W) from ``transform`` (uint8 (T, H, W, 3) -> tensor),
-    ``label``, ``video_index``, ``clip_index`` (0), ``aug_index`` (0..num_views-1), ``path``,
+    ``label``, ``index``, ``clip_index`` (0), ``aug_index`` (0..num_views-1), ``path``,
     ``decode_failures`` (bad files skipped to produce the item, on its first view, 0 on the
     others, so a batch sum counts each skip once). ``collate_fn`` flattens the views into the batch.
     A transform that returns uint8 clips needs ``normalization`` (mean, std): the batch
@@ -88,6 +88,10 @@ class VideoClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.videos)
+
+    def labelled_paths(self) -> List[Tuple[str, int]]:
+        """(path, label) of every video, in dataset order."""
+        return [(video.path, video.label) for video in self.videos]
 
     def start(self, index: int) -> PendingVideo:
         """Opens video ``index``, chooses its clip and starts reading the frames."""
@@ -118,7 +122,7 @@ class VideoClipDataset(Dataset):
             {
                 "video": self.transform(clip),
                 "label": video.label,
-                "video_index": index,
+                "index": index,
                 "clip_index": 0,
                 "aug_index": view,
                 "path": video.path,
@@ -137,7 +141,7 @@ class VideoClipDataset(Dataset):
 class MultiViewVideoDataset(Dataset):
     """Items are dicts of all test views of one video, decoded once: ``video`` float
     (V, C, T, S, S) with V = num_clips x num_crops, ``temporal_index`` and ``spatial_index``
-    (V,), ``label``, ``video_index``, ``path``, ``error`` ("" or "path: reason"; then ``video``
+    (V,), ``label``, ``index``, ``path``, ``error`` ("" or "path: reason"; then ``video``
     is zeros)."""
 
     def __init__(
@@ -162,6 +166,10 @@ class MultiViewVideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.videos)
 
+    def labelled_paths(self) -> List[Tuple[str, int]]:
+        """(path, label) of every video, in dataset order."""
+        return [(video.path, video.label) for video in self.videos]
+
     def start(self, index: int) -> PendingVideo:
         """Opens video ``index``, chooses its clips and starts reading the frames."""
         return start_decode(self.decoder, self.videos[index].path, index, self.choose_clips)
@@ -180,7 +188,7 @@ class MultiViewVideoDataset(Dataset):
         return {
             "video": views,
             "label": video.label,
-            "video_index": pending.index,
+            "index": pending.index,
             "path": video.path,
             "temporal_index": self.temporal_index.clone(),
             "spatial_index": self.spatial_index.clone(),

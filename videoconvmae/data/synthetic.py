@@ -154,37 +154,46 @@ def make_synthetic_video_dataset(
     ``square_size`` are those of ``render_motion_clip``. Same seed, same files.
     """
     _check_style(background, square, square_size)  # before any file is written
-    written = {}
     for fmt in formats:
         if fmt not in ("kinetics", "ssv2"):
             raise ValueError(f"unknown format {fmt!r}; use 'kinetics' and/or 'ssv2'")
-        folder = Path(root) / fmt
-        folder.mkdir(parents=True, exist_ok=True)
-        splits = KINETICS_SPLITS if fmt == "kinetics" else tuple(SSV2_SPLITS)
-        sizes = dict(zip(splits, clips_per_class))
-        lists: Dict[str, List] = {split: [] for split in splits}
-        clips = list(_clips(sizes, num_classes))
-        for split, label, number in tqdm(clips, desc=fmt, disable=not progress):
-            rng = np.random.default_rng([seed, number])
-            frames = render_motion_clip(
-                label=label, num_classes=num_classes, num_frames=num_frames, height=height, width=width, rng=rng,
-                background=background, square=square, square_size=square_size,
-            )
-            if fmt == "kinetics":
-                relative = f"{split}/direction_{direction_degrees(label, num_classes):03d}/{number:05d}.mp4"
-                write_video(folder / relative, frames, fps=fps)
-                lists[split].append(f"{relative} {label}")
-            else:
-                write_video(folder / f"{number}.webm", frames, fps=fps)
-                template = _template(label, num_classes)
-                lists[split].append(
-                    {"id": str(number), "label": template.replace("[something]", "a square").lower(),
-                     "template": template, "placeholders": ["a square"]}
-                )
+    style = dict(num_classes=num_classes, clips_per_class=clips_per_class, num_frames=num_frames, height=height,
+                 width=width, fps=fps, seed=seed, progress=progress, background=background, square=square,
+                 square_size=square_size)
+    return {fmt: write_motion_dataset(Path(root) / fmt, fmt, **style) for fmt in formats}
+
+
+def write_motion_dataset(folder: Path, fmt: str, *, num_classes: int, clips_per_class: Sequence[int],
+                         num_frames: int, height: int, width: int, fps: int, seed: int, progress: bool,
+                         background: str, square: str, square_size: float) -> Path:
+    """One format (``kinetics`` or ``ssv2``, see ``make_synthetic_video_dataset``) of the motion
+    dataset, written into ``folder``; returns ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    splits = KINETICS_SPLITS if fmt == "kinetics" else tuple(SSV2_SPLITS)
+    sizes = dict(zip(splits, clips_per_class))
+    lists: Dict[str, List] = {split: [] for split in splits}
+    clips = list(_clips(sizes, num_classes))
+    for split, label, number in tqdm(clips, desc=fmt, disable=not progress):
+        rng = np.random.default_rng([seed, number])
+        frames = render_motion_clip(
+            label=label, num_classes=num_classes, num_frames=num_frames, height=height, width=width, rng=rng,
+            background=background, square=square, square_size=square_size,
+        )
         if fmt == "kinetics":
-            for split in splits:
-                (folder / f"{split}.csv").write_text("\n".join(lists[split]) + "\n")
+            relative = f"{split}/direction_{direction_degrees(label, num_classes):03d}/{number:05d}.mp4"
+            write_video(folder / relative, frames, fps=fps)
+            lists[split].append(f"{relative} {label}")
         else:
-            _write_ssv2_annotations(folder, lists, num_classes)
-        written[fmt] = folder
-    return written
+            write_video(folder / f"{number}.webm", frames, fps=fps)
+            template = _template(label, num_classes)
+            lists[split].append(
+                {"id": str(number), "label": template.replace("[something]", "a square").lower(),
+                 "template": template, "placeholders": ["a square"]}
+            )
+    if fmt == "kinetics":
+        for split in splits:
+            (folder / f"{split}.csv").write_text("\n".join(lists[split]) + "\n")
+    else:
+        _write_ssv2_annotations(folder, lists, num_classes)
+    return folder

@@ -12,7 +12,10 @@ import torchvision.transforms.v2.functional as F
 from torchvision.transforms import RandomResizedCrop
 
 import common.data  # noqa: F401  (installs the torchvision alias pytorchvideo.transforms needs)
-from pytorchvideo.transforms import RandAugment
+from common.quiet_imports import torchscript_deprecation_silenced
+
+with torchscript_deprecation_silenced():
+    from pytorchvideo.transforms import RandAugment
 from timm.data.random_erasing import RandomErasing
 
 from common.data.collate import normalization_affine
