@@ -80,6 +80,19 @@ class Average:
 
 
 @dataclass
+class SmoothedStepTime:
+    """Exponential moving average of the step time over a whole run, the rate of the ETA: one slow
+    step (workers starting, a validation, a checkpoint) moves it by ``weight`` of its excess only,
+    and a new epoch starts from the run's rate instead of from nothing."""
+
+    weight: float = 0.1
+    seconds: Optional[float] = None
+
+    def update(self, seconds: float) -> None:
+        self.seconds = seconds if self.seconds is None else (1 - self.weight) * self.seconds + self.weight * seconds
+
+
+@dataclass
 class EpochMeter:
     """Per-step figures of one epoch: loss, lr, data wait, compute time, samples."""
 
@@ -92,6 +105,7 @@ class EpochMeter:
     last_lr: float = 0.0
     decode_failures: int = 0
     skipped_steps: int = 0
+    eta_rate: SmoothedStepTime = field(default_factory=SmoothedStepTime)
 
     def update(self, *, loss: float, lr: float, data_time: float, compute_time: float, samples: int) -> None:
         """Record one optimizer step (``samples`` counted over all ranks)."""
@@ -100,6 +114,7 @@ class EpochMeter:
         self.compute_time.add(compute_time)
         self.samples += samples
         self.last_loss, self.last_lr = loss, lr
+        self.eta_rate.update(data_time + compute_time)
 
     @property
     def step_time(self) -> float:
@@ -108,7 +123,8 @@ class EpochMeter:
     def progress_line(self, *, epoch: int, max_epoch: int, step: int) -> str:
         """``epoch e/E it i/I eta loss lr data compute throughput [bad files N] [skipped steps M]``
         for the log (ETA of the run; the counts of this epoch, shown when not 0)."""
-        remaining = (self.steps_total - step + (max_epoch - epoch - 1) * self.steps_total) * self.step_time
+        rate = self.eta_rate.seconds if self.eta_rate.seconds is not None else self.step_time
+        remaining = (self.steps_total - step + (max_epoch - epoch - 1) * self.steps_total) * rate
         throughput = self.samples / max(self.data_time.total + self.compute_time.total, 1e-9)
         return (
             f"epoch {epoch + 1}/{max_epoch} it {step}/{self.steps_total} "

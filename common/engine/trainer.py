@@ -26,7 +26,7 @@ from common.engine.checkpointing import Position, save_training_state
 from common.engine.distributed import DistInfo, all_reduce_sum, any_rank
 from common.engine.precision import Precision
 from common.engine.preemption import PreemptionHandler
-from common.engine.progress import EpochMeter
+from common.engine.progress import EpochMeter, SmoothedStepTime
 from common.optim import CosineSchedule, set_lr
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class TrainState:
     scaler: Optional[torch.amp.GradScaler]
     position: Position = field(default_factory=Position)
     nonfinite_steps: int = 0
+    eta_rate: SmoothedStepTime = field(default_factory=SmoothedStepTime)  # the run's step time, for the ETA
 
     @property
     def unwrapped(self) -> nn.Module:
@@ -87,7 +88,7 @@ def train_one_epoch(
     averages (loss averaged over ranks).
     """
     state.model.train()
-    meter = EpochMeter(steps_total=steps)
+    meter = EpochMeter(steps_total=steps, eta_rate=state.eta_rate)
     for step in range(state.position.epoch_iteration, steps):
         lr = conf.schedule(state.position.iteration)
         set_lr(state.optimizer, lr)

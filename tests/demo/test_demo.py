@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.demo.conftest import tool_main
-from videoconvmae.data.synthetic import render_motion_clip
-from videoconvmae.demo import RESULTS_FILE, first_and_last_loss, format_table, held_out_videos
+from common.config import load_config
+from common.engine.demo import RESULTS_FILE, held_out_files, first_and_last_loss, format_table
+from tests.demo.conftest import REPO, tool_main
+from videoconvmae.data.synthetic import make_synthetic_video_dataset, render_motion_clip
+from videoconvmae.modality import SYNTHETIC_RECIPE
 
 REQUIRED_KEYS = ("pretrain_loss_first", "pretrain_loss_last", "pretrained_top1", "scratch_top1", "seconds")
 # Smallest budget: 8 training clips (one step), one epoch per stage, one view per test video.
-SHORT = ["--clips-per-class", "2", "1", "1", "SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_EPOCHS", "0.0",
+SHORT = ["SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_EPOCHS", "0.0",
          "TEST.NUM_ENSEMBLE_VIEWS", "1", "TEST.NUM_SPATIAL_CROPS", "1", "DATA_LOADER.NUM_WORKERS", "0",
          "MODEL.EMBED_DIM", "[16, 32, 64]", "MODEL.DEPTH", "[1, 1, 1]", "MODEL.NUM_HEADS", "2",
          "MODEL.DECODER_EMBED_DIM", "32", "MODEL.DECODER_NUM_HEADS", "2"]
@@ -24,6 +26,8 @@ SHORT = ["--clips-per-class", "2", "1", "1", "SOLVER.MAX_EPOCH", "1", "SOLVER.WA
 @pytest.mark.slow
 def test_short_demo_writes_results_and_pictures(tmp_path, capsys):
     out = tmp_path / "demo"
+    recipe = {**SYNTHETIC_RECIPE, "clips_per_class": (2, 1, 1)}  # the demo's clips, fewer of them
+    make_synthetic_video_dataset(str(out / "data"), formats=("kinetics",), **recipe)
     returned = tool_main("demo")(["--output-dir", str(out), *SHORT])
 
     results = json.loads((out / RESULTS_FILE).read_text())
@@ -35,15 +39,24 @@ def test_short_demo_writes_results_and_pictures(tmp_path, capsys):
     assert results["pretrain_loss_first"] == results["pretrain_loss_last"] > 0  # one epoch
     assert results["num_test_videos"] == 4 and results["seconds"] > 0
     assert set(results["stage_seconds"]) == {"pretrain", "finetune_pretrained", "test_pretrained",
-                                             "finetune_scratch", "test_scratch"}
+                                             "finetune_scratch", "test_scratch", "pictures"}
+    assert results["seconds"] == pytest.approx(sum(results["stage_seconds"].values()))
+
+    first_timings = results["stage_seconds"]
+    again = tool_main("demo")(["--output-dir", str(out), *SHORT])  # a rerun finds every stage finished
+    for stage in ("pretrain", "finetune_pretrained", "finetune_scratch"):
+        assert again["stage_seconds"][stage] == first_timings[stage]  # the real run's timings are kept
+    assert {k: again[k] for k in REQUIRED_KEYS[:4]} == {k: results[k] for k in REQUIRED_KEYS[:4]}
 
     one_clip = (8 * 80 + 7 * 2, 4 * 80 + 3 * 2)  # 8 frames of 80x80 by 4 panels, 2-pixel padding
     with Image.open(out / "reconstruction.png") as png:  # one held-out clip per class, 8-pixel gaps
         assert png.format == "PNG" and png.size == (one_clip[0], 4 * one_clip[1] + 3 * 8)
     with Image.open(out / "reconstruction.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == 8 and gif.size == (4 * 80, 4 * 80)  # one GIF frame per clip frame
-    assert [p.parent.name for p in held_out_videos(out / "data" / "kinetics")] == [
-        f"direction_{d:03d}" for d in (0, 90, 180, 270)]
+    test_cfg = load_config(str(REPO / "configs" / "demo" / "video_finetune.yaml"),
+                           ["DATA.PATH_TO_DATA_DIR", str(out / "data" / "kinetics")])
+    assert [(p.parent.name, label) for p, label in held_out_files(test_cfg)] == [
+        (f"direction_{d:03d}", label) for label, d in enumerate((0, 90, 180, 270))]
     with Image.open(out / "pretrain_curve.png") as curve:
         assert curve.format == "PNG"
     table = capsys.readouterr().out

@@ -30,7 +30,7 @@ def save_checkpoint(path, recipe, overrides, *, pretraining=True, with_cfg=True)
 
 @pytest.fixture
 def video_checkpoint(tmp_path):
-    return save_checkpoint(tmp_path / "checkpoint-last.pth", "demo_pretrain.yaml",
+    return save_checkpoint(tmp_path / "checkpoint-last.pth", "video_pretrain.yaml",
                            ["DATA.TRAIN_CROP_SIZE", str(CROP), "DATA.NUM_FRAMES", str(FRAMES), "DATA.SAMPLING_RATE", "2"])
 
 
@@ -71,19 +71,19 @@ def test_image_grid(tmp_path):
 
 def test_config_from_file_when_the_checkpoint_has_none(tmp_path, video_file):
     overrides = ["DATA.TRAIN_CROP_SIZE", str(CROP), "DATA.NUM_FRAMES", str(FRAMES)]
-    bare = save_checkpoint(tmp_path / "bare.pth", "demo_pretrain.yaml", overrides, with_cfg=False)
+    bare = save_checkpoint(tmp_path / "bare.pth", "video_pretrain.yaml", overrides, with_cfg=False)
     with pytest.raises(CheckpointError, match="stores no config"):
         write_reconstruction(bare, video_file, tmp_path)
-    cfg = load_config(str(REPO / "configs" / "demo" / "demo_pretrain.yaml"), TINY + overrides)
+    cfg = load_config(str(REPO / "configs" / "demo" / "video_pretrain.yaml"), TINY + overrides)
     assert [p.suffix for p in write_reconstruction(bare, video_file, tmp_path, cfg=cfg)] == [".png", ".gif"]
 
 
 def test_refuses_classifier_checkpoints_and_the_wrong_media(tmp_path, video_checkpoint, video_file):
-    classifier = save_checkpoint(tmp_path / "classifier.pth", "demo_finetune.yaml",
+    classifier = save_checkpoint(tmp_path / "classifier.pth", "video_finetune.yaml",
                                  ["DATA.TRAIN_CROP_SIZE", str(CROP), "DATA.NUM_FRAMES", str(FRAMES)], pretraining=False)
     with pytest.raises(CheckpointError, match="not a pretraining"):
         write_reconstruction(classifier, video_file, tmp_path)
     image = tmp_path / "frame.png"
     Image.new("RGB", (40, 40)).save(image)
-    with pytest.raises(ValueError, match="needs a video file"):
+    with pytest.raises(ValueError, match="reads video files"):
         write_reconstruction(video_checkpoint, image, tmp_path)
