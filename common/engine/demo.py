@@ -21,16 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import torch
 from fvcore.common.config import CfgNode
 
 from common.config import load_config
-from common.data import build_dataset
+from common.data import batch_inputs, build_dataset
+from common.engine.builders import make_loader
 from common.engine.checkpointing import LAST_CHECKPOINT
 from common.engine.jobs import run_job
 from common.engine.progress import JSON_LOG_FILE
 from common.engine.reconstruct import write_reconstruction, write_training_curve
 from common.files import atomic_write_text
-from common.modality import modality_of_dataset
+from common.modality import modality_of_config, modality_of_dataset
 from common.visualization import read_json_lines
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,21 @@ def first_and_last_loss(log_path: Path) -> Tuple[float, float]:
     return losses[0], losses[-1]
 
 
+def mean_predictor_loss(cfg: CfgNode, batches: int = 4) -> float:
+    """The pretraining loss of a model that always predicts the mean pixel (per channel): the level
+    a masked autoencoder must get below to have learnt anything. With per-patch normalised targets
+    (``MAE.NORM_PIX_LOSS``) it is 1; else the per-channel pixel variance of the training inputs
+    (estimated on ``batches`` batches of the pretraining data)."""
+    if cfg.MAE.NORM_PIX_LOSS:
+        return 1.0
+    dataset = build_dataset(cfg, "pretrain")
+    loader = make_loader(dataset, range(len(dataset)), cfg.TRAIN.BATCH_SIZE, workers=0, drop_last=False)
+    inputs = torch.cat([batch_inputs(batch) for _, batch in zip(range(batches), loader)])
+    channel_dim = modality_of_config(cfg).channel_dim % inputs.ndim
+    per_channel = inputs.transpose(0, channel_dim).flatten(1)
+    return float(per_channel.var(dim=1, unbiased=False).mean())
+
+
 def held_out_files(cfg: CfgNode) -> List[Tuple[Path, int]]:
     """The first file of each class in the test split (never seen in training), by class."""
     first: Dict[int, Path] = {}
@@ -150,6 +167,7 @@ def run_demo(plan: DemoPlan) -> Dict[str, Any]:
     pictures = write_pictures(pretrain_cfg, finetune_dirs, plan.output_dir, plan.seed)
     seconds["pictures"] = time.perf_counter() - start
     results = summarize(plan, pretrain_cfg, tests, first_and_last_loss(Path(pretrain_cfg.OUTPUT_DIR) / JSON_LOG_FILE))
+    results["mean_predictor_loss"] = mean_predictor_loss(pretrain_cfg)
     results.update(seconds=sum(seconds.values()), stage_seconds=seconds, files=[p.name for p in pictures])
     atomic_write_text(str(plan.output_dir / RESULTS_FILE), json.dumps(results, indent=2) + "\n")
     return results
@@ -186,7 +204,8 @@ def format_table(results: Dict[str, Any]) -> str:
     minutes, seconds = divmod(round(results["seconds"]), 60)
     rows = [
         (f"pretraining loss (epoch 1 -> {results['pretrain_epochs']})",
-         f"{results['pretrain_loss_first']:.3f} -> {results['pretrain_loss_last']:.3f}"),
+         f"{results['pretrain_loss_first']:.3f} -> {results['pretrain_loss_last']:.3f} "
+         f"(mean predictor: {results['mean_predictor_loss']:.3f})"),
         ("top-1, finetuned from pretraining", f"{results['pretrained_top1']:.1f} %"),
         ("top-1, trained from scratch", f"{results['scratch_top1']:.1f} %"),
         ("margin", f"{results['margin']:+.1f} points (chance {results['chance_top1']:.0f} %)"),

@@ -7,11 +7,14 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from common.config import load_config
-from common.engine.demo import RESULTS_FILE, held_out_files, first_and_last_loss, format_table
+from common.data import build_dataset
+from common.engine.demo import RESULTS_FILE, first_and_last_loss, format_table, held_out_files, mean_predictor_loss
 from tests.demo.conftest import REPO, tool_main
+from tests.engine.toy_data import register_toy_dataset, toy_cfg
 from videoconvmae.data.synthetic import make_synthetic_video_dataset, render_motion_clip
 from videoconvmae.modality import SYNTHETIC_RECIPE
 
@@ -73,11 +76,12 @@ def test_first_and_last_loss_read_the_json_log(tmp_path):
 
 
 def test_table_shows_both_accuracies_and_the_margin():
-    table = format_table({"pretrain_loss_first": 1.0, "pretrain_loss_last": 0.5, "pretrained_top1": 90.0,
+    table = format_table({"pretrain_loss_first": 1.0, "pretrain_loss_last": 0.5, "mean_predictor_loss": 0.9,
+                          "pretrained_top1": 90.0,
                           "scratch_top1": 60.0, "margin": 30.0, "chance_top1": 25.0, "seconds": 125.0,
                           "seed": 0, "num_test_videos": 64, "views_per_video": 6, "pretrain_epochs": 20,
                           "finetune_epochs": 8})
-    assert "1.000 -> 0.500" in table and "90.0 %" in table and "60.0 %" in table
+    assert "1.000 -> 0.500 (mean predictor: 0.900)" in table and "90.0 %" in table and "60.0 %" in table
     assert "+30.0 points" in table and "2 min 05 s" in table
 
 
@@ -92,3 +96,16 @@ def test_one_frame_cannot_tell_the_class(background):
     with pytest.raises(ValueError, match="background"):
         render_motion_clip(label=0, num_classes=4, num_frames=2, height=40, width=56,
                            rng=np.random.default_rng(0), background="stripes")
+
+
+def test_mean_predictor_loss_is_the_per_channel_pixel_variance(tmp_path):
+    register_toy_dataset()
+    cfg = toy_cfg("video_pretrain", tmp_path, "MAE.NORM_PIX_LOSS", "False")
+    torch.manual_seed(5)
+    level = mean_predictor_loss(cfg, batches=2)
+    torch.manual_seed(5)  # the toy items draw their pixels in loading order: draw them again
+    dataset = build_dataset(cfg, "pretrain")
+    clips = torch.stack([dataset[i]["video"] for i in range(2 * cfg.TRAIN.BATCH_SIZE)])  # (N, C, T, H, W)
+    expected = sum(clips[:, c].var(unbiased=False).item() for c in range(3)) / 3
+    assert level == pytest.approx(expected, rel=1e-5)
+    assert mean_predictor_loss(toy_cfg("video_pretrain", tmp_path, "MAE.NORM_PIX_LOSS", "True")) == 1.0
