@@ -37,15 +37,16 @@ def test_short_demo_writes_results_and_pictures(tmp_path, capsys):
     assert set(results["stage_seconds"]) == {"pretrain", "finetune_pretrained", "test_pretrained",
                                              "finetune_scratch", "test_scratch"}
 
-    one_clip = (8 * 80 + 7 * 2, 4 * 80 + 3 * 2)  # 8 frames of 80x80 by 4 panels, 2-pixel padding
+    # 8 frames of 80x80 by 4 panels, 2-pixel padding, a 96-pixel row-label column, a 14-pixel frame-number line
+    one_clip = (96 + 8 * 80 + 7 * 2, 14 + 4 * 80 + 3 * 2)
     with Image.open(out / "reconstruction.png") as png:  # one held-out clip per class, 8-pixel gaps
         assert png.format == "PNG" and png.size == (one_clip[0], 4 * one_clip[1] + 3 * 8)
     with Image.open(out / "reconstruction.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == 8 and gif.size == (4 * 80, 4 * 80)  # one GIF frame per clip frame
     assert [p.parent.name for p in held_out_videos(out / "data" / "kinetics")] == [
         f"direction_{d:03d}" for d in (0, 90, 180, 270)]
-    with Image.open(out / "pretrain_curve.png") as curve:
-        assert curve.format == "PNG"
+    with Image.open(out / "pretrain_curve.png") as curve:  # one loss axis: 5 x (0.8 + 2.4) in at 100 dpi
+        assert curve.format == "PNG" and curve.size == (500, 320)
     table = capsys.readouterr().out
     assert "top-1, finetuned from pretraining" in table and "margin" in table
 
