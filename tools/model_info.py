@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import List, Optional
 
 import torch
 
@@ -28,14 +29,14 @@ from common.models import MaskedAutoencoderConvViT, create_model, list_models  #
 HEAD_PREFIXES = ("head.",)  # the classifier's last layer, not part of the encoder
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", default="videoconvmae_base_patch16", help="registered model name")
     parser.add_argument("--img-size", type=int, nargs="+", default=[224], help="H [W]")
     parser.add_argument("--num-frames", type=int, default=None, help="clip length (video models)")
     parser.add_argument("--mask-ratio", type=float, default=None, help="pretraining mask ratio")
     parser.add_argument("--list", action="store_true", help="list the registered models and exit")
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def build(name: str, img_size, num_frames, **extra) -> torch.nn.Module:
@@ -59,8 +60,8 @@ def describe(model: torch.nn.Module, mask_ratio) -> float:
         return forward_flops(model, inputs) / 1e9
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[List[str]] = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.list:
         print("\n".join(list_models()))

@@ -1,5 +1,6 @@
 """tools/model_info.py and the fvcore FLOP counting it uses."""
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,10 @@ class _Attention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v)
 
 
-def model_info(*args: str) -> str:
-    return subprocess.run([sys.executable, "tools/model_info.py", *args], cwd=ROOT,
-                          capture_output=True, text=True, check=True).stdout
+def model_info(capsys, *args: str) -> str:
+    """What ``python tools/model_info.py ARGS`` prints, run in this process."""
+    runpy.run_path(str(ROOT / "tools" / "model_info.py"), run_name="tools_model_info")["main"](list(args))
+    return capsys.readouterr().out
 
 
 def numbers_after(text: str, label: str) -> list:
@@ -36,9 +38,9 @@ def test_forward_flops_counts_attention():
     assert forward_flops(nn.Linear(8, 4), (torch.randn(3, 8),)) == 3 * 8 * 4
 
 
-def test_model_info_reports_params_and_sparse_dense_and_random_flops():
+def test_model_info_reports_params_and_sparse_dense_and_random_flops(capsys):
     name = "convmae_convvit_small_patch16"
-    out = model_info(name, "--img-size", "64")
+    out = model_info(capsys, name, "--img-size", "64")
     models = {kwargs: create_model(name, img_size=64, **dict(kwargs)).eval()
               for kwargs in ((), (("sparse_conv", False),), (("masking", "input_token"),))}
     sparse, dense, random = (forward_flops(m, (torch.randn(1, 3, 64, 64),)) / 1e9 for m in models.values())
@@ -47,21 +49,23 @@ def test_model_info_reports_params_and_sparse_dense_and_random_flops():
         encoder = sum(p.numel() for p in create_model("convvit_small_patch16", img_size=64, num_classes=0).parameters())
     assert numbers_after(out, "parameters:") == [round(total / 1e6, 2), round(encoder / 1e6, 2)]
     assert encoder < total
-    assert numbers_after(out, "forward GFLOPs, block-wise masking (ratio 0.75), sparse stages 1-2 (default):") == [
-        round(sparse, 2)]
-    assert numbers_after(out, "forward GFLOPs, block-wise masking (ratio 0.75), dense masked path:") == [round(dense, 2)]
+    block = "forward GFLOPs, block-wise masking (ratio 0.75),"
+    assert numbers_after(out, f"{block} sparse stages 1-2 (default):") == [round(sparse, 2)]
+    assert numbers_after(out, f"{block} dense masked path:") == [round(dense, 2)]
     assert numbers_after(out, "forward GFLOPs, input-token random masking:") == [
         round(random, 2), round(random / dense, 2), round(random / sparse, 2)]
     assert sparse < dense < random  # sparse stages skip masked blocks; input-token masking runs stage 3 densely
 
 
-def test_model_info_classifier_and_list():
+def test_model_info_classifier_and_list(capsys):
     name = "video_convvit_small_patch16"
-    out = model_info(name, "--img-size", "32", "--num-frames", "4")
+    out = model_info(capsys, name, "--img-size", "32", "--num-frames", "4")
     model = create_model(name, img_size=32, num_frames=4).eval()
     total = sum(p.numel() for p in model.parameters())
     head = 384 * 400 + 400  # Linear(C3 = 384, 400 classes: the video default, Kinetics-400)
     assert numbers_after(out, "parameters:") == [round(total / 1e6, 2), round((total - head) / 1e6, 2)]
-    assert numbers_after(out, "forward GFLOPs:") == [round(forward_flops(model, (torch.randn(1, 3, 4, 32, 32),)) / 1e9, 2)]
-    listed = model_info("--list").split()
+    gflops = forward_flops(model, (torch.randn(1, 3, 4, 32, 32),)) / 1e9
+    assert numbers_after(out, "forward GFLOPs:") == [round(gflops, 2)]
+    listed = subprocess.run([sys.executable, "tools/model_info.py", "--list"], cwd=ROOT,  # the script as run
+                            capture_output=True, text=True, check=True).stdout.split()
     assert "videoconvmae_base_patch16" in listed

@@ -106,8 +106,8 @@ def write_log(path, records):
 
 def test_training_curve_puts_each_scale_on_its_own_axis(tmp_path):
     log = write_log(tmp_path / "run" / "log.jsonl", [
-        {"epoch": e, "train_loss": 1 / e, "lr": 1e-3 * e, **({"val_top1": 20.0 * e, "val_top5": 50.0 + e} if e > 1 else {})}
-        for e in (1, 2, 3)])
+        {"epoch": e, "train_loss": 1 / e, "lr": 1e-3 * e,
+         **({"val_top1": 20.0 * e, "val_top5": 50.0 + e} if e > 1 else {})} for e in (1, 2, 3)])
     assert len(read_json_lines(log)) == 3
     cases = {("train_loss",): 1, ("train_loss", "val_top1", "val_top5"): 2, ("train_loss", "lr", "val_top1"): 3}
     for keys, axes in cases.items():  # losses share an axis, accuracies (%) another, any other key its own
