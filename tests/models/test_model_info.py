@@ -38,6 +38,12 @@ def test_forward_flops_counts_attention():
     assert forward_flops(nn.Linear(8, 4), (torch.randn(3, 8),)) == 3 * 8 * 4
 
 
+def test_forward_flops_counts_layer_norm_of_any_rank():
+    x = torch.randn(2, 3, 1, 2, 2, 8)  # six dims, as in the sparse stages
+    assert forward_flops(nn.LayerNorm(8), (x,)) == 5 * x.numel()
+    assert forward_flops(nn.LayerNorm(8, elementwise_affine=False), (x[0],)) == 4 * x[0].numel()
+
+
 def test_model_info_reports_params_and_sparse_dense_and_random_flops(capsys):
     name = "convmae_convvit_small_patch16"
     out = model_info(capsys, name, "--img-size", "64")
