@@ -43,8 +43,8 @@ def main(argv: Optional[List[str]] = None) -> List[Path]:
     if args.checkpoint:
         cfg = load_config(args.cfg) if args.cfg else None
         stem = args.input[0].stem if len(args.input) == 1 else "inputs"
-        written += write_reconstruction(args.checkpoint, args.input, args.output_dir,
-                                        name=f"{stem}_reconstruction", cfg=cfg, seed=args.seed)
+        written += write_reconstruction(args.checkpoint, args.input, args.output_dir, name=f"{stem}_reconstruction",
+                                        cfg=cfg, seed=args.seed, captions=[path.name for path in args.input])
     if args.log:
         written.append(write_training_curve(args.log, args.output_dir / "training_curve.png", args.keys))
     for path in written:

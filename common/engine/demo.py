@@ -30,7 +30,7 @@ from common.engine.builders import make_loader
 from common.engine.checkpointing import LAST_CHECKPOINT
 from common.engine.jobs import run_job
 from common.engine.progress import JSON_LOG_FILE
-from common.engine.reconstruct import write_reconstruction, write_training_curve
+from common.engine.reconstruct import write_finetune_comparison, write_reconstruction, write_training_curve
 from common.files import atomic_write_text
 from common.modality import modality_of_config, modality_of_dataset
 from common.visualization import read_json_lines
@@ -130,9 +130,13 @@ def write_pictures(pretrain_cfg: CfgNode, finetune_dirs: Dict[str, Path], output
     the finetuning comparison, in ``output_dir``."""
     pretrain_dir = Path(pretrain_cfg.OUTPUT_DIR)
     files = held_out_files(pretrain_cfg)
+    captions = [f"held-out clip {i + 1}: class {label} ({Path(path).parent.name})" for i, (path, label) in enumerate(files)]
     paths = write_reconstruction(pretrain_dir / LAST_CHECKPOINT, [path for path, _ in files], output_dir,
-                                 name="reconstruction", seed=seed)
-    paths.append(write_training_curve(pretrain_dir / JSON_LOG_FILE, output_dir / "pretrain_curve.png"))
+                                 name="reconstruction", seed=seed, captions=captions)
+    paths.append(write_training_curve(pretrain_dir / JSON_LOG_FILE, output_dir / "pretrain_curve.png",
+                                      title="demo pretraining"))
+    paths.append(write_finetune_comparison({name: folder / JSON_LOG_FILE for name, folder in finetune_dirs.items()},
+                                           output_dir / "finetune_curve.png"))
     return paths
 
 

@@ -1,5 +1,6 @@
-"""Reconstruction pictures of a pretraining checkpoint on a video or image file, and the
-training curve of a run: what ``tools/visualize.py`` and the demo write.
+"""Reconstruction pictures of a pretraining checkpoint on a video or image file, the training
+curve of a run and the comparison of finetuning runs: what ``tools/visualize.py`` and the demo
+write.
 
 The checkpoint's own resolved config (stored under ``cfg`` by the training loop) rebuilds the
 model and gives the clip geometry; a config can be passed instead for other checkpoints.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from fvcore.common.config import CfgNode
@@ -18,8 +19,8 @@ from common.checkpoint import CheckpointError, model_state_dict, safe_load
 from common.config import config_from_yaml
 from common.engine.builders import build_model
 from common.modality import modality_of_config
-from common.visualization import (plot_training_curve, reconstruction_panels, save_reconstruction_gif,
-                                  save_reconstruction_png)
+from common.visualization import (plot_finetune_comparison, plot_training_curve, reconstruction_panels,
+                                  save_reconstruction_gif, save_reconstruction_png)
 
 logger = logging.getLogger(__name__)
 
@@ -47,10 +48,12 @@ def load_pretraining_model(path: Path, cfg: Optional[CfgNode] = None) -> Tuple[n
 
 
 def write_reconstruction(checkpoint: Path, media: Union[Path, Sequence[Path]], output_dir: Path, *,
-                         name: str = "reconstruction", cfg: Optional[CfgNode] = None, seed: int = 0) -> List[Path]:
+                         name: str = "reconstruction", cfg: Optional[CfgNode] = None, seed: int = 0,
+                         captions: Optional[Sequence[str]] = None) -> List[Path]:
     """Reconstruct ``media`` (files of the model's modality; one path or several) with
     pretraining ``checkpoint`` under random masks drawn from ``seed``; writes
-    ``output_dir/name.png`` (per input, top to bottom, rows: original, masked input,
+    ``output_dir/name.png`` (per input, top to bottom: ``captions[i]`` if given, e.g.
+    "clip 1: class 'right'", frame numbers, then labelled rows: original, masked input,
     reconstruction, reconstruction pasted into the visible input; one column per frame) and,
     for videos, ``name.gif``. Returns the written paths."""
     files = [Path(media)] if isinstance(media, (str, Path)) else [Path(m) for m in media]
@@ -65,15 +68,24 @@ def write_reconstruction(checkpoint: Path, media: Union[Path, Sequence[Path]], o
         torch.manual_seed(seed)
         panels = reconstruction_panels(model, x, mean=cfg.DATA.MEAN, std=cfg.DATA.STD)
     output_dir = Path(output_dir)
-    paths = [save_reconstruction_png(panels, output_dir / f"{name}.png")]
+    paths = [save_reconstruction_png(panels, output_dir / f"{name}.png", captions)]
     if x.ndim == 5:  # inputs with a time axis also get an animation
         paths.append(save_reconstruction_gif(panels, output_dir / f"{name}.gif"))
     logger.info("reconstruction of %s written to %s", ", ".join(map(str, files)), ", ".join(map(str, paths)))
     return paths
 
 
-def write_training_curve(log_path: Path, png_path: Path, keys: Sequence[str] = ("train_loss",)) -> Path:
+def write_training_curve(log_path: Path, png_path: Path, keys: Sequence[str] = ("train_loss",),
+                         title: Optional[str] = None) -> Path:
     """Plot ``keys`` of a run's JSON-lines log (``OUTPUT_DIR/log.jsonl``) against the epoch."""
-    path = plot_training_curve(Path(log_path), Path(png_path), keys)
+    path = plot_training_curve(Path(log_path), Path(png_path), keys, title)
     logger.info("training curve of %s written to %s", log_path, path)
+    return path
+
+
+def write_finetune_comparison(logs: Mapping[str, Path], png_path: Path) -> Path:
+    """Plot the validation top-1 per epoch of finetuning runs (label -> ``OUTPUT_DIR/log.jsonl``),
+    e.g. ``{"pretrained": ..., "scratch": ...}``, on one axis."""
+    path = plot_finetune_comparison({label: Path(log) for label, log in logs.items()}, Path(png_path))
+    logger.info("finetuning comparison of %s written to %s", ", ".join(logs), path)
     return path

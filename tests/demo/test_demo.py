@@ -51,7 +51,8 @@ def test_short_demo_writes_results_and_pictures(tmp_path, capsys):
         assert again["stage_seconds"][stage] == first_timings[stage]  # the real run's timings are kept
     assert {k: again[k] for k in REQUIRED_KEYS[:4]} == {k: results[k] for k in REQUIRED_KEYS[:4]}
 
-    one_clip = (8 * 80 + 7 * 2, 4 * 80 + 3 * 2)  # 8 frames of 80x80 by 4 panels, 2-pixel padding
+    # 8 frames of 80x80 by 4 panels, 2-pixel padding, a 96-pixel row-label column, a 14-pixel frame-number line
+    one_clip = (96 + 8 * 80 + 7 * 2, 14 + 4 * 80 + 3 * 2)
     with Image.open(out / "reconstruction.png") as png:  # one held-out clip per class, 8-pixel gaps
         assert png.format == "PNG" and png.size == (one_clip[0], 4 * one_clip[1] + 3 * 8)
     with Image.open(out / "reconstruction.gif") as gif:
@@ -60,7 +61,9 @@ def test_short_demo_writes_results_and_pictures(tmp_path, capsys):
                            ["DATA.PATH_TO_DATA_DIR", str(out / "data" / "kinetics")])
     assert [(p.parent.name, label) for p, label in held_out_files(test_cfg)] == [
         (f"direction_{d:03d}", label) for label, d in enumerate((0, 90, 180, 270))]
-    with Image.open(out / "pretrain_curve.png") as curve:
+    with Image.open(out / "pretrain_curve.png") as curve:  # one loss axis: 5 x (0.8 + 2.4) in at 100 dpi
+        assert curve.format == "PNG" and curve.size == (500, 320)
+    with Image.open(out / "finetune_curve.png") as curve:
         assert curve.format == "PNG"
     table = capsys.readouterr().out
     assert "top-1, finetuned from pretraining" in table and "margin" in table
