@@ -51,8 +51,9 @@ def test_short_demo_writes_results_and_pictures(tmp_path, capsys):
         assert again["stage_seconds"][stage] == first_timings[stage]  # the real run's timings are kept
     assert {k: again[k] for k in REQUIRED_KEYS[:4]} == {k: results[k] for k in REQUIRED_KEYS[:4]}
 
-    # 8 frames of 80x80 by 4 panels, 2-pixel padding, a 96-pixel row-label column, a 14-pixel frame-number line
-    one_clip = (96 + 8 * 80 + 7 * 2, 14 + 4 * 80 + 3 * 2)
+    # 8 frames of 80x80 by 4 panels, 2-pixel padding, a 96-pixel row-label column, a 14-pixel caption line
+    # (the held-out clip's class) and a 14-pixel frame-number line
+    one_clip = (96 + 8 * 80 + 7 * 2, 14 + 14 + 4 * 80 + 3 * 2)
     with Image.open(out / "reconstruction.png") as png:  # one held-out clip per class, 8-pixel gaps
         assert png.format == "PNG" and png.size == (one_clip[0], 4 * one_clip[1] + 3 * 8)
     with Image.open(out / "reconstruction.gif") as gif:

@@ -30,8 +30,8 @@ def test_unknown_key_in_file_names_file_and_key(tmp_path):
 def test_wrong_type_names_key():
     with pytest.raises(ConfigError, match=r"TRAIN\.BATCH_SIZE expects int"):
         load_config(None, ["TRAIN.BATCH_SIZE", "abc"])
-    with pytest.raises(ConfigError, match="TRAIN.ENABLE"):
-        load_config(None, ["TRAIN.ENABLE", "1"])
+    with pytest.raises(ConfigError, match="LOG.TENSORBOARD"):
+        load_config(None, ["LOG.TENSORBOARD", "1"])
 
 
 def test_odd_override_list_fails():

@@ -129,7 +129,7 @@ def test_gradient_accumulation_matches_big_batch(tmp_path):
 def test_model_kwargs_from_config(tmp_path):
     cfg = toy_cfg("video_pretrain", tmp_path)
     kwargs = model_kwargs(cfg, pretraining=True, crop_size=64)
-    assert kwargs["num_frames"] == 4 and kwargs["embed_dim"] == [16, 24, 32] and kwargs["mask_ratio"] == 0.9
+    assert kwargs["num_frames"] == 4 and kwargs["embed_dim"] == [16, 24, 32] and kwargs["mask_ratio"] == 0.75
     assert "num_classes" not in kwargs and kwargs["sparse_conv"] is True
     dense = toy_cfg("video_pretrain", tmp_path)
     dense.defrost()

@@ -60,7 +60,7 @@ def test_mask_ratio_is_a_pretraining_setting():
 
 @pytest.mark.parametrize("args, message", [
     (["SOLVER.MAX_EPOC", "3"], "unknown config key 'SOLVER.MAX_EPOC' (from command line); did you mean 'SOLVER.MAX_EPOCH'?"),
-    (["SOLVER.MAX_EPOCH", "three"], "config key SOLVER.MAX_EPOCH expects int (default 30), got str 'three'"),
+    (["SOLVER.MAX_EPOCH", "three"], "config key SOLVER.MAX_EPOCH expects int (default 80), got str 'three'"),
     (["MAE.MASK_RATIO", "1.2"], "MAE.MASK_RATIO = 1.2"),
 ])
 def test_demo_command_line_fails_before_generating_data(tmp_path, monkeypatch, args, message):

@@ -23,7 +23,7 @@ def finished_run(tmp_path):
 
 @pytest.mark.parametrize("override, expected", [
     (("MODEL.NUM_HEADS", "4"), "MODEL.NUM_HEADS: saved 2, now 4"),
-    (("MAE.MASK_RATIO", "0.5"), "MAE.MASK_RATIO: saved 0.9, now 0.5"),
+    (("MAE.MASK_RATIO", "0.5"), "MAE.MASK_RATIO: saved 0.75, now 0.5"),
     (("TRAIN.AUTO_RESUME", "False"), "TRAIN.AUTO_RESUME is False: this run would overwrite them"),
 ])
 def test_another_run_is_refused_and_nothing_is_touched(tmp_path, finished_run, override, expected):
