@@ -3,8 +3,8 @@
 ``python -m torch.distributed.run --standalone --nproc_per_node=2 ddp_jobs.py OUT START CLASSIFIER``
 pretrains from the weights ``START`` on the toy dataset with masks that every process draws
 alike (``OUT/pretrain``), then runs the multi-view test of the classifier checkpoint
-``CLASSIFIER`` (``OUT/test``), where every rank writes the index of each video it loads to
-``loaded-rank<R>-of-<W>.txt``.
+``CLASSIFIER`` (``OUT/test``). In both runs every rank writes the index of each sample it loads
+to ``OUTPUT_DIR/loaded-rank<R>-of-<W>.txt``.
 """
 import sys
 from pathlib import Path
@@ -87,7 +87,8 @@ def pretrain_cfg(output_dir: Path, start: Path):
     """Video pretraining from the weights ``start``: 2 epochs of 2 steps of 8 clips, SGD (AdamW
     would turn the float noise of gradients that are 0 in exact arithmetic, e.g. the attention
     key bias's, into lr-sized steps that differ between the runs), no warm-up."""
-    return toy_cfg("video_pretrain", output_dir, "MODEL.NAME", SHARED_MASK_MODEL, "TRAIN.CHECKPOINT_FILE_PATH",
+    return toy_cfg("video_pretrain", output_dir, "DATA.DATASET", RECORDING_DATASET, "MODEL.NAME", SHARED_MASK_MODEL,
+                   "TRAIN.CHECKPOINT_FILE_PATH",
                    str(start), "SOLVER.OPTIMIZING_METHOD", "sgd", "SOLVER.BASE_LR", "1.0",
                    "SOLVER.WARMUP_EPOCHS", "0.0")
 

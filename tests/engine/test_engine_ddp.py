@@ -52,6 +52,13 @@ def two_rank_run(tmp_path_factory):
     return out
 
 
+def _loaded_per_rank(run_dir: Path):
+    """The indices each rank loaded, from ``loaded-rank<R>-of-<W>.txt`` (see ``ddp_jobs``)."""
+    records = sorted(run_dir.glob("loaded-rank*.txt"))
+    assert [p.name for p in records] == ["loaded-rank0-of-2.txt", "loaded-rank1-of-2.txt"]  # 2 ranks, both loaded
+    return [[int(i) for i in p.read_text().split()] for p in records]
+
+
 def _epoch_losses(run_dir: Path):
     return [json.loads(line)["train_loss"] for line in (run_dir / "log.jsonl").read_text().splitlines()]
 
@@ -61,7 +68,10 @@ def test_ddp_pretraining_ends_with_the_one_process_weights(two_rank_run, tmp_pat
     """Same start, same global batch of 8 (4 per rank), same masks: the 2-rank run changes every
     weight as the one-process run does (relative error of the changes; reduction order only)."""
     ddp, start = two_rank_run / "pretrain", two_rank_run / "start.pth"
-    assert "2 rank(s)" in (ddp / "log.txt").read_text()
+    rank0, rank1 = _loaded_per_rank(ddp)
+    assert len(rank0) == len(rank1) == 2 * 8  # 2 epochs of 2 steps of 4 clips per rank
+    for epoch in range(2):  # each epoch the ranks share the 16 toy clips, each clip once
+        assert sorted(rank0[8 * epoch:8 * epoch + 8] + rank1[8 * epoch:8 * epoch + 8]) == list(range(16))
     run_job("pretrain", pretrain_cfg(tmp_path / "one", start))
     weights = safe_load(start)["model"]
     one_state, ddp_state = (safe_load(d / "checkpoint-last.pth") for d in (tmp_path / "one", ddp))
@@ -71,22 +81,19 @@ def test_ddp_pretraining_ends_with_the_one_process_weights(two_rank_run, tmp_pat
     trained = [k for k in one if one[k].abs().max() > 0]
     assert "blocks3.0.attn.qkv.weight" in trained and "decoder_pred.weight" in trained
     # Measured: at most 4e-5 per parameter, 1.2e-7 over all; without the gradient averaging
-    # rank 0 would have learned from its 4 clips alone, an error of order 1.
+    # rank 0 learns from its 4 clips alone: 0.32 for mask_token.
     for key in trained:
         error = (two[key] - one[key]).norm() / one[key].norm()
         assert error < 1e-3, (key, float(error))
     everything = [torch.cat([changes[k].flatten() for k in trained]) for changes in (one, two)]
-    assert (everything[1] - everything[0]).norm() / everything[0].norm() < 1e-5
+    assert (everything[1] - everything[0]).norm() / everything[0].norm() < 1e-4
     assert all(torch.equal(two[k], one[k]) for k in one if k not in trained)
 
 
 @pytest.mark.slow
 def test_multiview_test_splits_videos_over_two_ranks(two_rank_run):
     run = two_rank_run / "test"
-    records = sorted(p.name for p in run.glob("loaded-rank*.txt"))
-    assert records == ["loaded-rank0-of-2.txt", "loaded-rank1-of-2.txt"]  # world size 2, both ranks loaded
-    loaded = [[int(i) for i in (run / name).read_text().split()] for name in records]
-    assert loaded == [[0, 2, 4, 6], [1, 3, 5]]  # rank r: videos r, r + 2, ...; each video once
+    assert _loaded_per_rank(run) == [[0, 2, 4, 6], [1, 3, 5]]  # rank r: videos r, r + 2, ...; each once
     rows = list(csv.DictReader((run / "predictions.csv").open()))
     assert [r["path"] for r in rows] == [f"video_{i}.mp4" for i in range(TEST_VIDEOS)]
     # Expected metrics, from the head bias and the toy labels (index % classes).
