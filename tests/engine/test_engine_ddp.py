@@ -81,7 +81,7 @@ def test_ddp_pretraining_ends_with_the_one_process_weights(two_rank_run, tmp_pat
     trained = [k for k in one if one[k].abs().max() > 0]
     assert "blocks3.0.attn.qkv.weight" in trained and "decoder_pred.weight" in trained
     # Measured: at most 4e-5 per parameter, 1.2e-7 over all; without the gradient averaging
-    # rank 0 learns from its 4 clips alone: 0.32 for mask_token.
+    # rank 0 learns from its 4 clips alone: 0.3 to 0.5 measured for mask_token.
     for key in trained:
         error = (two[key] - one[key]).norm() / one[key].norm()
         assert error < 1e-3, (key, float(error))
