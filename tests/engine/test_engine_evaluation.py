@@ -2,6 +2,7 @@
 import csv
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -66,3 +67,72 @@ def test_evaluate_accuracy_counts_samples():
     out = evaluate_accuracy(_MeanClassifier(), [batch], inputs_of=lambda b, device: b["image"], device=torch.device("cpu"),
                             input_ndim=4, precision=FP32)
     assert out["num_samples"] == 4 and 0 <= out["top1"] <= out["top5"] <= 100
+
+
+# Four videos of two views with known class probabilities (6 classes); rows sum to 1, so the
+# model's logits log(p) have softmax p. Averaged over the views (by hand):
+#   video 0, label 0: [.455, .31, .09, .0625, .0475, .035] -> class 0 first: top-1 and top-5 hit.
+#     (The mean of the log-probabilities would rank class 1 first, and view 2 alone says 1.)
+#   video 1, label 3: [.325, .275, .175, .09, .08, .055]   -> class 3 fourth: top-5 hit only.
+#   video 2, label 5: [.29, .255, .2, .145, .07, .04]      -> class 5 last: no hit.
+#   video 3, label 1: [.08, .40, .23, .12, .10, .07]       -> class 1 first: both hit.
+VIEW_PROBS = torch.tensor([
+    [[0.90, 0.02, 0.03, 0.025, 0.015, 0.01], [0.01, 0.60, 0.15, 0.10, 0.08, 0.06]],
+    [[0.35, 0.25, 0.15, 0.10, 0.09, 0.06], [0.30, 0.30, 0.20, 0.08, 0.07, 0.05]],
+    [[0.30, 0.25, 0.20, 0.15, 0.06, 0.04], [0.28, 0.26, 0.20, 0.14, 0.08, 0.04]],
+    [[0.10, 0.20, 0.35, 0.15, 0.12, 0.08], [0.06, 0.60, 0.11, 0.09, 0.08, 0.06]],
+], dtype=torch.float64)
+LABELS = [0, 3, 5, 1]
+TOP1, TOP5 = 50.0, 75.0  # videos 0 and 3; videos 0, 1 and 3
+INDEX_KEY = "index"  # the sample key of a multi-view item's position in its dataset
+
+
+class _LookupClassifier(nn.Module):
+    """Each input is filled with the number ``video * views + view``; logits are that view's log(p)."""
+
+    def forward(self, x):
+        code = x.flatten(1)[:, 0].long()
+        return VIEW_PROBS.flatten(0, 1)[code].log().float()
+
+
+def _view_batches(input_ndim, error_video=None):
+    """Batches of videos (0, 1) and (2, 3): every view a constant tensor of its code."""
+    views = VIEW_PROBS.shape[1]
+    batches = []
+    for videos in ([0, 1], [2, 3]):
+        codes = torch.tensor([[v * views + k for k in range(views)] for v in videos], dtype=torch.float32)
+        inputs = codes.view(len(videos), views, *[1] * (input_ndim - 1)).expand(-1, -1, 3, *[2] * (input_ndim - 2))
+        batches.append({"x": inputs, "label": torch.tensor([LABELS[v] for v in videos]),
+                        INDEX_KEY: torch.tensor(videos), "path": [f"v{v}.mp4" for v in videos],
+                        "error": ["unreadable" if v == error_video else "" for v in videos]})
+    return batches
+
+
+def test_toy_view_probabilities_give_the_stated_ranks():
+    mean = VIEW_PROBS.mean(1)
+    ranks = [int((mean[v] > mean[v, label]).sum()) for v, label in enumerate(LABELS)]  # 0 = first
+    assert ranks == [0, 3, 5, 0]
+    assert VIEW_PROBS.log().mean(1)[0].argmax() == 1  # logit averaging would miss video 0
+    torch.testing.assert_close(VIEW_PROBS.sum(-1), torch.ones(4, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("input_ndim", [4, 5])
+def test_evaluate_accuracy_exact_top1_top5(input_ndim):
+    out = evaluate_accuracy(_LookupClassifier(), _view_batches(input_ndim), inputs_of=lambda b, device: b["x"],
+                            device=torch.device("cpu"), input_ndim=input_ndim, precision=FP32)
+    assert out == {"top1": TOP1, "top5": TOP5, "num_samples": 4}
+
+
+@pytest.mark.parametrize("input_ndim", [4, 5])
+def test_multi_view_test_exact_top1_top5(input_ndim, tmp_path):
+    results = predict_videos(_LookupClassifier(), _view_batches(input_ndim), inputs_of=lambda b, device: b["x"],
+                             device=torch.device("cpu"), input_ndim=input_ndim, precision=FP32)
+    assert [(r.index, r.prediction, r.top5, r.num_views) for r in results] == [
+        (0, 0, [0, 1, 2, 3, 4], 2), (1, 0, [0, 1, 2, 3, 4], 2), (2, 0, [0, 1, 2, 3, 4], 2), (3, 1, [1, 2, 3, 4, 0], 2)]
+    summary = write_test_outputs(gather_results(results), str(tmp_path))
+    assert summary == {"top1": TOP1, "top5": TOP5, "num_videos": 4, "num_failed": 0}
+    # An unreadable video counts as wrong: video 3 was a top-1 and top-5 hit.
+    failed = predict_videos(_LookupClassifier(), _view_batches(input_ndim, error_video=3),
+                            inputs_of=lambda b, device: b["x"], device=torch.device("cpu"), input_ndim=input_ndim,
+                            precision=FP32)
+    assert summarize(failed) == {"top1": 25.0, "top5": 50.0, "num_videos": 4, "num_failed": 1}

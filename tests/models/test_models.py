@@ -25,24 +25,28 @@ def _perturb_masked_pixels(model, x, mask):
     return torch.where(pixels, torch.randn_like(x) * 5, x)
 
 
-@pytest.mark.parametrize("build,shape", [(tiny_image_mae, IMAGE_INPUT), (tiny_video_mae, VIDEO_INPUT)])
-def test_masked_convolution_leaks_nothing(build, shape):
-    for masked_conv in (True, False):
-        model = build(masked_conv=masked_conv).eval()
-        x = torch.randn(shape)
-        mask = model.random_masking(shape[0])
-        x2 = _perturb_masked_pixels(model, x, mask)
-        with torch.no_grad():
-            latent, _ = model.forward_encoder(x, mask)
-            latent2, _ = model.forward_encoder(x2, mask)
-            _, pred, _ = model(x, mask=mask)
-            _, pred2, _ = model(x2, mask=mask)
-        if masked_conv:
-            torch.testing.assert_close(latent, latent2, rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(pred, pred2, rtol=1e-5, atol=1e-5)
-        else:
-            assert not torch.allclose(latent, latent2, atol=1e-3)
-            assert not torch.allclose(pred, pred2, atol=1e-3)
+@pytest.mark.parametrize("masked_conv,sparse_conv", [(True, True), (True, False), (False, False)],
+                         ids=["sparse", "dense", "unmasked-conv"])
+@pytest.mark.parametrize("build,shape", [(tiny_image_mae, IMAGE_INPUT), (tiny_video_mae, VIDEO_INPUT)],
+                         ids=["image", "video"])
+def test_masked_convolution_leaks_nothing(build, shape, masked_conv, sparse_conv):
+    """Masked pixels reach neither the encoder output nor ``pred``, on the sparse (visible
+    blocks only) and on the dense masked path; without masked convolution they do."""
+    model = build(masked_conv=masked_conv, sparse_conv=sparse_conv).eval()
+    x = torch.randn(shape)
+    mask = model.random_masking(shape[0])
+    x2 = _perturb_masked_pixels(model, x, mask)
+    with torch.no_grad():
+        latent, _ = model.forward_encoder(x, mask)
+        latent2, _ = model.forward_encoder(x2, mask)
+        _, pred, _ = model(x, mask=mask)
+        _, pred2, _ = model(x2, mask=mask)
+    if masked_conv:
+        torch.testing.assert_close(latent, latent2, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(pred, pred2, rtol=1e-5, atol=1e-5)
+    else:
+        assert not torch.allclose(latent, latent2, atol=1e-3)
+        assert not torch.allclose(pred, pred2, atol=1e-3)
 
 
 @pytest.mark.parametrize("size", sorted(CONVVIT_SIZES))
