@@ -51,7 +51,7 @@ def register_shared_mask_model() -> None:
     def videoconvmae_small_patch16_shared_masks(**kwargs):
         return create_model("videoconvmae_small_patch16", mask_generator=SharedTubeMasks(kwargs["mask_ratio"]),
                             **kwargs)
-    register_model(videoconvmae_small_patch16_shared_masks)
+    register_model(modality="video")(videoconvmae_small_patch16_shared_masks)
 
 
 class RecordingDataset(Dataset):
