@@ -269,14 +269,16 @@ class Report:
         self(f"{name}_normalize_not_counted_cpu_ms_per_clip", costs["normalize"].cpu_ms)
 
 
-def measure_sources(report: Report, data_dir: str, args: argparse.Namespace, tag: str = "") -> None:
-    """Bare decoding and the pretraining loader (decord, 1 worker, repeat 1) on ``data_dir``."""
+def measure_sources(report: Report, data_dir: str, *, clips: int, batches: int, repeats: Sequence[int] = (1,), tag: str = "") -> None:
+    """Bare decoding (``clips`` clips) and the pretraining loader (decord, 1 worker, each of
+    ``repeats``, ``batches`` batches) on ``data_dir``."""
     paths = train_paths(data_dir)
-    report.cost(f"bare_decode_decord{tag}", in_process_cost(bare_decord(paths), args.clips), "clip")
-    report.cost(f"bare_decode_pyav{tag}", in_process_cost(bare_pyav(paths), args.clips), "clip")
-    dataset = build_dataset(make_cfg(data_dir), "pretrain")
-    costs = loader_cost(dataset, workers=1, batch_size=CLIPS_PER_BATCH, batches=args.batches, per_item="clips")
-    report.loader(f"pretrain_loader_decord_1w_repeat1{tag}", costs)
+    report.cost(f"bare_decode_decord{tag}", in_process_cost(bare_decord(paths), clips), "clip")
+    report.cost(f"bare_decode_pyav{tag}", in_process_cost(bare_pyav(paths), clips), "clip")
+    for repeat in repeats:
+        dataset = build_dataset(make_cfg(data_dir, repeats=repeat), "pretrain")
+        costs = loader_cost(dataset, workers=1, batch_size=CLIPS_PER_BATCH // repeat, batches=batches, per_item="clips")
+        report.loader(f"pretrain_loader_decord_1w_repeat{repeat}{tag}", costs)
 
 
 def measure_loaders(report: Report, data_dir: str, args: argparse.Namespace) -> None:
@@ -312,9 +314,10 @@ def ratios(report: Report, args: argparse.Namespace) -> None:
     report("multiview_over_per_view_wall", f["multiview_loader_1w_videos_per_s"] / f["per_view_decoding_loader_1w_videos_per_s"])
 
 
-def compare(report: Report, tag: str, reference: str = "") -> None:
+def compare(report: Report, tag: str, reference: str = "", repeats: Sequence[int] = (1,)) -> None:
     """Ratios of the ``tag`` measurements to the reference ones (CPU per clip)."""
-    for name in ("bare_decode_decord", "bare_decode_pyav", "pretrain_loader_decord_1w_repeat1"):
+    names = ["bare_decode_decord", "bare_decode_pyav"] + [f"pretrain_loader_decord_1w_repeat{r}" for r in repeats]
+    for name in names:
         report(f"{name}{tag}_over{reference}_cpu", report.figures[f"{name}{tag}_cpu_ms_per_clip"] / report.figures[f"{name}{reference}_cpu_ms_per_clip"])
 
 
@@ -325,18 +328,20 @@ def main(argv: Sequence[str] = None) -> Dict[str, float]:
     tmp = tempfile.mkdtemp(prefix="data_throughput_")
     data_dir = args.data or generate(f"{tmp}/320x240", 240, 320, (6, 0, 2))
     report = Report()
-    measure_sources(report, data_dir, args)
+    measure_sources(report, data_dir, clips=args.clips, batches=args.batches)
     measure_loaders(report, data_dir, args)
     ratios(report, args)
     if args.compare:
-        measure_sources(report, args.compare, args, "_compare")
+        measure_sources(report, args.compare, clips=args.clips, batches=args.batches, tag="_compare")
         compare(report, "_compare")
     if not args.skip_720p:
         hd_dir = generate(f"{tmp}/1280x720", 720, 1280, (4, 1, 1))
         prepared = prepare_videos(hd_dir, f"{tmp}/1280x720_prepared", short_side=320, workers=1, progress=False)
-        measure_sources(report, hd_dir, args, "_720p")
-        measure_sources(report, prepared.data_dir, args, "_720p_prepared320")
-        compare(report, "_720p_prepared320", "_720p")
+        # a 720p clip costs ~8x a 320x240 one: fewer of them
+        hd = dict(clips=max(4, args.clips // 4), batches=max(4, args.batches // 2), repeats=args.repeats)
+        measure_sources(report, hd_dir, tag="_720p", **hd)
+        measure_sources(report, prepared.data_dir, tag="_720p_prepared320", **hd)
+        compare(report, "_720p_prepared320", "_720p", args.repeats)
         report("worker_peak_rss_mb_720p_pretrain_loader_batch8", worker_peak_rss_mb(hd_dir, "pretrain", CLIPS_PER_BATCH))
         # one multi-view item is 15 clips
         report("worker_peak_rss_mb_720p_multiview_loader_batch1", worker_peak_rss_mb(hd_dir, "test", 1))
