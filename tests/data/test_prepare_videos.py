@@ -197,9 +197,9 @@ def test_a_kinetics_csv_without_the_official_columns_names_the_file(tmp_path):
 def test_a_killed_run_leaves_no_half_file_and_a_rerun_finishes(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
-    for number in range(4):
-        write_source(src / f"v{number}.mp4", gradient_frames(90, 240, 320) + number)
-    (src / "train.csv").write_text("".join(f"v{number}.mp4 0\n" for number in range(4)))
+    for number in range(3):
+        write_source(src / f"v{number}.mp4", gradient_frames(60, 192, 256) + number)
+    (src / "train.csv").write_text("".join(f"v{number}.mp4 0\n" for number in range(3)))
     dst = tmp_path / "dst"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     command = [sys.executable, str(REPO / "tools" / "prepare_videos.py"), str(src / "train.csv"), str(dst),
@@ -214,13 +214,13 @@ def test_a_killed_run_leaves_no_half_file_and_a_rerun_finishes(tmp_path):
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-write"
     done_before = sorted(p.name for p in dst.glob("v*.mp4"))
-    assert list(dst.glob(f"{TMP_PREFIX}*")) and len(done_before) < 4
+    assert list(dst.glob(f"{TMP_PREFIX}*")) and len(done_before) < 3
     for name in done_before:  # every file under a final name is complete
-        assert decoded(str(dst / name))[0].shape == (90, 120, 160, 3)
+        assert decoded(str(dst / name))[0].shape == (60, 120, 160, 3)
     prepared = prepare_videos(str(src / "train.csv"), str(dst), short_side=120, workers=1, progress=False)
     statuses = {os.path.basename(o.job.output): o.status for o in prepared.outcomes}
-    assert statuses == {f"v{n}.mp4": ("exists" if f"v{n}.mp4" in done_before else "converted") for n in range(4)}
+    assert statuses == {f"v{n}.mp4": ("exists" if f"v{n}.mp4" in done_before else "converted") for n in range(3)}
     assert not list(dst.glob(f"{TMP_PREFIX}*"))
-    assert len((dst / "train.csv").read_text().splitlines()) == 4
-    for number in range(4):
-        assert decoded(str(dst / f"v{number}.mp4"))[0].shape == (90, 120, 160, 3)
+    assert len((dst / "train.csv").read_text().splitlines()) == 3
+    for number in range(3):
+        assert decoded(str(dst / f"v{number}.mp4"))[0].shape == (60, 120, 160, 3)
