@@ -111,15 +111,16 @@ def output_size(width: int, height: int, short_side: int) -> Tuple[int, int]:
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
-def upright(frame: av.VideoFrame) -> Tuple[av.VideoFrame, int]:
-    """The frame turned as its display matrix says (multiples of 90 degrees), and the angle."""
+def upright(frame: av.VideoFrame) -> av.VideoFrame:
+    """The frame turned as its display matrix says (``rotation``: degrees counter-clockwise,
+    multiples of 90)."""
     quarter_turns = round((frame.rotation or 0) / 90) % 4
     if quarter_turns == 0:
-        return frame, 0
+        return frame
     pixels = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), k=quarter_turns))
     turned = av.VideoFrame.from_ndarray(pixels, format="rgb24")
     turned.pts, turned.time_base = frame.pts, frame.time_base
-    return turned, 90 * quarter_turns
+    return turned
 
 
 def frame_times(frames: Iterator[av.VideoFrame], fallback_rate: Fraction) -> Iterator[Tuple[av.VideoFrame, float]]:
@@ -178,7 +179,7 @@ def encode(source: str, target: str, settings: EncodeSettings) -> Tuple[int, int
         written, size = 0, None
         with av.open(target, "w", format="mp4") as out:
             encoder = None
-            frames = (upright(frame)[0] for frame in inp.decode(stream))
+            frames = (upright(frame) for frame in inp.decode(stream))
             for frame in resample(frame_times(frames, rate), settings.fps, 1 / float(rate)):
                 if encoder is None:
                     size = output_size(frame.width, frame.height, settings.short_side)
@@ -385,25 +386,19 @@ def jobs_from_kinetics(csv_files: Sequence[str], video_root: str) -> Tuple[List[
 
 def run_jobs(jobs: Sequence[Job], dst: str, settings: EncodeSettings, *, workers: int, progress: bool) -> List[Outcome]:
     """Prepares ``jobs`` in ``workers`` processes (1: in this one), with a progress bar and ETA."""
-    bar = tqdm(total=len(jobs), unit="video", disable=not progress, smoothing=0.1)
-    outcomes: List[Outcome] = []
-    try:
+    with tqdm(total=len(jobs), unit="video", disable=not progress, smoothing=0.1) as bar:
         if workers <= 1:
-            results = (prepare_video(job, dst, settings) for job in jobs)
-            pool = None
-        else:
-            pool = ProcessPoolExecutor(max_workers=workers)
+            return [_progress(prepare_video(job, dst, settings), bar) for job in jobs]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
             results = pool.map(prepare_video, jobs, [dst] * len(jobs), [settings] * len(jobs), chunksize=1)
-        for outcome in results:
-            outcomes.append(outcome)
-            bar.update()
-            if outcome.status == "failed":
-                logger.warning("%s: %s", outcome.job.source, outcome.reason)
-        if pool is not None:
-            pool.shutdown()
-    finally:
-        bar.close()
-    return outcomes
+            return [_progress(outcome, bar) for outcome in results]
+
+
+def _progress(outcome: Outcome, bar: tqdm) -> Outcome:
+    bar.update()
+    if outcome.status == "failed":
+        logger.warning("%s: %s", outcome.job.source, outcome.reason)
+    return outcome
 
 
 def write_lists(dst: str, outcomes: Sequence[Outcome]) -> List[str]:
