@@ -191,6 +191,26 @@ def loader_cost(dataset: Dataset, *, workers: int, batch_size: int, batches: int
     }
 
 
+def stacking_cost(shared: bool, reuse: bool, batches: int = 20) -> float:
+    """CPU ms per batch of stacking 8 uint8 16x224x224 clips into a batch tensor: into fresh
+    shared memory (what a DataLoader worker does per batch), into one shared buffer reused,
+    or into fresh private memory."""
+    clips = [torch.randint(0, 255, (3, NUM_FRAMES, CROP, CROP), dtype=torch.uint8) for _ in range(CLIPS_PER_BATCH)]
+    shape, numel = (CLIPS_PER_BATCH, *clips[0].shape), CLIPS_PER_BATCH * clips[0].numel()
+
+    def buffer() -> torch.Tensor:
+        if not shared:
+            return torch.empty(shape, dtype=torch.uint8)
+        return torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage._new_shared(numel)).view(shape)
+
+    kept = buffer()
+    torch.stack(clips, out=buffer())
+    start = time.thread_time()
+    for _ in range(batches):
+        torch.stack(clips, out=kept if reuse else buffer())
+    return 1000 * (time.thread_time() - start) / batches
+
+
 class NaivePerViewDataset(Dataset):
     """The multi-view test done naively: every view decodes its own clip."""
 
@@ -345,6 +365,10 @@ def main(argv: Sequence[str] = None) -> Dict[str, float]:
         report("worker_peak_rss_mb_720p_pretrain_loader_batch8", worker_peak_rss_mb(hd_dir, "pretrain", CLIPS_PER_BATCH))
         # one multi-view item is 15 clips
         report("worker_peak_rss_mb_720p_multiview_loader_batch1", worker_peak_rss_mb(hd_dir, "test", 1))
+    # the transport's share: page faults of fresh shared memory
+    report("stack_batch8_fresh_shared_memory_cpu_ms", stacking_cost(shared=True, reuse=False))
+    report("stack_batch8_reused_shared_memory_cpu_ms", stacking_cost(shared=True, reuse=True))
+    report("stack_batch8_fresh_private_memory_cpu_ms", stacking_cost(shared=False, reuse=False))
     report("main_peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(report.figures))
     return report.figures
