@@ -338,7 +338,7 @@ def compare(report: Report, tag: str, reference: str = "", repeats: Sequence[int
     """Ratios of the ``tag`` measurements to the reference ones (CPU per clip)."""
     names = ["bare_decode_decord", "bare_decode_pyav"] + [f"pretrain_loader_decord_1w_repeat{r}" for r in repeats]
     for name in names:
-        report(f"{name}{tag}_over{reference}_cpu", report.figures[f"{name}{tag}_cpu_ms_per_clip"] / report.figures[f"{name}{reference}_cpu_ms_per_clip"])
+        report(f"{name}{tag}_over{reference or '_data'}_cpu", report.figures[f"{name}{tag}_cpu_ms_per_clip"] / report.figures[f"{name}{reference}_cpu_ms_per_clip"])
 
 
 def main(argv: Sequence[str] = None) -> Dict[str, float]:
