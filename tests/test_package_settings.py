@@ -29,7 +29,7 @@ def test_an_explicit_huge_page_setting_wins():
 
 def test_the_tools_and_benchmarks_configure_the_process():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for path in ["common/engine/cli.py", "tools/demo.py", "benchmarks/engine_overhead.py",
+    for path in ["common/engine/cli.py", "tools/demo.py", "benchmarks/engine_overhead.py", "benchmarks/data_throughput.py",
                  "benchmarks/pretrain_step.py"]:
         with open(os.path.join(repo, path)) as f:
             assert "configure_process()" in f.read(), path

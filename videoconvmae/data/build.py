@@ -23,8 +23,13 @@ from .transforms import CentreViewTransform, FinetuneVideoTransform, MultiViewTr
 logger = logging.getLogger(__name__)
 
 SPLIT_OF_MODE = {"pretrain": "train", "finetune": "train", "val": "val", "test": "test"}
-# SSV2's official test labels are not public: val and test both use validation.json.
-SSV2_SPLIT_FILES = {"train": "train.json", "val": "validation.json", "test": "validation.json"}
+# SSV2's official test labels are not public: val and test both use the validation split. Each
+# split file is found under its official name or the short one.
+SSV2_SPLIT_FILES = {
+    "train": ("something-something-v2-train.json", "train.json"),
+    "val": ("something-something-v2-validation.json", "validation.json"),
+    "test": ("something-something-v2-validation.json", "validation.json"),
+}
 
 
 def list_or_folder_videos(data_dir: str, split: str, *, prefix: str, separator: str) -> List[LabeledVideo]:
@@ -46,8 +51,17 @@ def ssv2_videos(data_dir: str, split: str, *, prefix: str, separator: str) -> Li
     labels_file = os.path.join(data_dir, SSV2_LABELS_FILE)
     if not os.path.isfile(labels_file):
         return list_or_folder_videos(data_dir, split, prefix=prefix, separator=separator)
-    split_file = os.path.join(data_dir, SSV2_SPLIT_FILES[split])
-    return read_ssv2_json(labels_file, split_file, video_dir=prefix or data_dir)
+    return read_ssv2_json(labels_file, ssv2_split_file(data_dir, split), video_dir=prefix or data_dir)
+
+
+def ssv2_split_file(data_dir: str, split: str) -> str:
+    """The SSV2 json of ``split`` in ``data_dir`` under its official or short name;
+    FileNotFoundError naming every name looked for."""
+    candidates = [os.path.join(data_dir, name) for name in SSV2_SPLIT_FILES[split]]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(f"no SSV2 {split} split in {data_dir}: looked for {', '.join(SSV2_SPLIT_FILES[split])}")
 
 
 def check_labels(videos: List[LabeledVideo], num_classes: int, source: str) -> None:

@@ -123,8 +123,12 @@ class DecodedVideo:
     num_frames: int
 
     def clip(self, k: int) -> torch.Tensor:
-        """Clip ``k`` as uint8 (T, H, W, 3)."""
-        return self.frames[self.clips[k]]
+        """Clip ``k`` as uint8 (T, H, W, 3): ``frames`` itself when the clip is all of them in
+        order (a training clip of distinct frames), so no copy is made; else a gathered copy."""
+        positions = self.clips[k]
+        if len(positions) == len(self.frames) and torch.equal(positions, torch.arange(len(positions))):
+            return self.frames
+        return self.frames[positions]
 
 
 def plan_clips(video: "VideoFile", choose_clips: ClipChooser) -> Tuple[List[torch.Tensor], torch.Tensor]:

@@ -49,9 +49,13 @@ def random_resized_crop_box(frames: torch.Tensor, *, area_range: Sequence[float]
 
 
 def crop_resize(frames: torch.Tensor, box: Box, size: int) -> torch.Tensor:
-    """uint8 (T, C, H, W) -> (T, C, size, size): crop ``box`` and resize it (bilinear, antialiased)."""
+    """uint8 (T, C, H, W) -> (T, C, size, size): crop ``box`` and resize it (bilinear, antialiased).
+
+    Antialiasing only changes a downscale; an upscale takes the plain bilinear kernel, which
+    gives the same pixels in about 2/3 of the time."""
     top, left, height, width = box
-    return F.resize(frames[..., top : top + height, left : left + width], [size, size], antialias=True)
+    downscale = height > size or width > size
+    return F.resize(frames[..., top : top + height, left : left + width], [size, size], antialias=downscale)
 
 
 def resize_short_side(frames: torch.Tensor, size: int) -> torch.Tensor:

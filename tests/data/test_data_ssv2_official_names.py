@@ -1,0 +1,35 @@
+"""SSV2 annotations as they ship (something-something-v2-{labels,train,validation}.json) and
+under the short split names."""
+import json
+import os
+import re
+
+import pytest
+
+from videoconvmae.data.annotations import LabeledVideo
+from videoconvmae.data.build import ssv2_videos
+
+
+def _write_ssv2(root, train_name, validation_name):
+    (root / "something-something-v2-labels.json").write_text(json.dumps({"Pushing something": "0", "Moving something up": "1"}))
+    (root / train_name).write_text(json.dumps([{"id": "11", "template": "Moving [something] up"}]))
+    (root / validation_name).write_text(json.dumps([{"id": "22", "template": "Pushing [something]"}]))
+
+
+@pytest.mark.parametrize("names", [
+    ("something-something-v2-train.json", "something-something-v2-validation.json"),
+    ("train.json", "validation.json"),
+])
+def test_both_spellings_of_the_split_files_are_read(tmp_path, names):
+    _write_ssv2(tmp_path, *names)
+    root = str(tmp_path)
+    assert ssv2_videos(root, "train", prefix="", separator="") == [LabeledVideo(os.path.join(root, "11.webm"), 1)]
+    for split in ("val", "test"):
+        assert ssv2_videos(root, split, prefix="/videos", separator="") == [LabeledVideo("/videos/22.webm", 0)]
+
+
+def test_a_missing_split_names_every_file_name_looked_for(tmp_path):
+    (tmp_path / "something-something-v2-labels.json").write_text("{}")
+    message = f"no SSV2 train split in {tmp_path}: looked for something-something-v2-train.json, train.json"
+    with pytest.raises(FileNotFoundError, match=re.escape(message)):
+        ssv2_videos(str(tmp_path), "train", prefix="", separator="")

@@ -1,0 +1,51 @@
+"""Re-encodes a video dataset for cheap loading (H.264, short side 320, keyframe every 16
+frames, no audio, upright), in parallel and resumable, and writes train/val/test lists pointing
+at the copies plus prepare_report.csv (every video's status; broken sources are listed, not fatal).
+
+Usage: python tools/prepare_videos.py SRC_LIST_OR_DIR DST_DIR [--short-side 320] [--fps N] [--gop G] [--workers W]
+       python tools/prepare_videos.py VIDEO_DIR DST_DIR --kinetics-csv train.csv validate.csv [...]
+
+SRC_LIST_OR_DIR: a "path label" list (named train/val/test.csv) or a folder with such lists or
+with train/ val/ test/ class folders. With --kinetics-csv, SRC is the folder holding the videos of
+the official Kinetics annotation CSVs ({youtube_id}_{start:06d}_{end:06d}.mp4, in class folders or
+flat); DST then also gets classids.json (class name -> id, sorted names).
+"""
+import argparse
+import logging
+import os
+import sys
+from typing import List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from videoconvmae.data.prepare import prepare_videos  # noqa: E402
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", help="list file or dataset folder (with --kinetics-csv: the video folder)")
+    parser.add_argument("dst", help="folder for the prepared videos, lists and report")
+    parser.add_argument("--short-side", type=int, default=320, help="short side of the outputs (smaller videos keep their size)")
+    parser.add_argument("--fps", type=float, default=None, help="output frame rate (default: every source frame)")
+    parser.add_argument("--gop", type=int, default=16, help="keyframe interval in frames")
+    parser.add_argument("--crf", type=int, default=23, help="x264 quality (lower: better, larger)")
+    parser.add_argument("--preset", default="veryfast", help="x264 preset")
+    parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="parallel processes")
+    parser.add_argument("--kinetics-csv", nargs="+", default=[], help="official Kinetics annotation CSVs")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    prepared = prepare_videos(
+        args.src, args.dst, short_side=args.short_side, fps=args.fps, gop=args.gop, crf=args.crf, preset=args.preset,
+        workers=args.workers, kinetics_csvs=args.kinetics_csv, progress=not args.no_progress,
+    )
+    usable = prepared.count("converted") + prepared.count("exists")
+    return 0 if usable else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,469 @@
+"""Preparing a video dataset for cheap loading: every video re-encoded with PyAV to H.264 at a
+smaller size, and new annotation lists pointing at the copies.
+
+Decoding dominates the CPU cost of a training clip and grows with the pixels: a 720p source
+costs several times a copy whose short side is 320 (as Kinetics is usually prepared for
+VideoMAE and PySlowFast). The copies have even dimensions (yuv420p), a keyframe every ``gop``
+frames so a clip's seek decodes few frames before the first wanted one, no audio, and come out
+upright (a display-matrix rotation is applied to the pixels, which decord would ignore).
+
+Inputs: a "path label" list or a folder with ``train``/``val``/``test`` lists or class folders
+(``videoconvmae.data.build.list_or_folder_videos``), or the official Kinetics annotation CSVs
+(``label,youtube_id,time_start,time_end,split``) with the videos under a folder, named as the
+common downloaders name them (``{youtube_id}_{time_start:06d}_{time_end:06d}.mp4``, in class
+folders or flat).
+
+Outputs in ``dst``: ``<split>/...mp4``, ``train.csv``/``val.csv``/``test.csv`` ("path label",
+paths relative to ``dst``), ``classids.json`` when class names are known, and
+``prepare_report.csv`` (source, output, status, reason) with every video: ``converted``,
+``exists`` (done by an earlier run), ``failed`` (with the reason) or ``missing``. A broken source
+is listed, never fatal. Each output is written under a temporary name in its folder, verified
+(it decodes, with the expected frame count and size) and only then renamed, so a killed run
+leaves no half file under a final name, and a rerun skips what is done.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import re
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import av
+import numpy as np
+from tqdm import tqdm
+
+from common.data.class_names import class_ids_for, write_class_ids
+from common.files import atomic_write_text
+
+from .annotations import VIDEO_EXTENSIONS, read_folder_per_class, read_path_label_list
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
+TMP_PREFIX = ".tmp-prepare-"
+REPORT_FILE = "prepare_report.csv"
+CLASS_IDS_FILE = "classids.json"
+KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How outputs are encoded: short side (never upscaled), frame rate (None: every source
+    frame, at the source's average rate), keyframe interval in frames, x264 crf and preset."""
+
+    short_side: int = 320
+    fps: Optional[float] = None
+    gop: int = 16
+    crf: int = 23
+    preset: str = "veryfast"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One video to prepare: ``output`` is relative to the destination folder."""
+
+    source: str
+    output: str
+    label: int
+    split: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a job: status ``converted``, ``exists``, ``failed`` or ``missing``."""
+
+    job: Job
+    status: str
+    reason: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.status in ("converted", "exists")
+
+
+@dataclass
+class PreparedDataset:
+    """The prepared folder, its report and the outcome of every job."""
+
+    data_dir: str
+    report: str
+    outcomes: List[Outcome]
+
+    def count(self, status: str) -> int:
+        return sum(outcome.status == status for outcome in self.outcomes)
+
+
+# ---------------------------------------------------------------- sizes and orientation
+
+
+def output_size(width: int, height: int, short_side: int) -> Tuple[int, int]:
+    """(width, height) with the short side ``short_side`` (a smaller video keeps its size), the
+    aspect ratio kept, both rounded down to even numbers (at least 2)."""
+    scale = min(1.0, short_side / min(width, height))
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
+
+
+def upright(frame: av.VideoFrame) -> av.VideoFrame:
+    """The frame turned as its display matrix says (``rotation``: degrees counter-clockwise,
+    multiples of 90)."""
+    quarter_turns = round((frame.rotation or 0) / 90) % 4
+    if quarter_turns == 0:
+        return frame
+    pixels = np.ascontiguousarray(np.rot90(frame.to_ndarray(format="rgb24"), k=quarter_turns))
+    turned = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+    turned.pts, turned.time_base = frame.pts, frame.time_base
+    return turned
+
+
+def frame_times(frames: Iterator[av.VideoFrame], fallback_rate: Fraction) -> Iterator[Tuple[av.VideoFrame, float]]:
+    """Each frame with its presentation time in seconds (its position at ``fallback_rate`` when
+    it has no timestamp)."""
+    for number, frame in enumerate(frames):
+        yield frame, float(frame.time) if frame.time is not None else number / float(fallback_rate)
+
+
+def resample(timed: Iterator[Tuple[av.VideoFrame, float]], fps: Optional[float], last_duration: float) -> Iterator[av.VideoFrame]:
+    """The frames to write: all of them (``fps`` None), or at each tick k / ``fps`` the latest
+    frame shown at that time, up to the end of the last frame (``last_duration`` seconds on)."""
+    if fps is None:
+        for frame, _ in timed:
+            yield frame
+        return
+    tick, previous, start = 0, None, None
+    for frame, when in timed:
+        start = when if start is None else start
+        while previous is not None and start + tick / fps < when:
+            yield previous
+            tick += 1
+        previous = frame
+    if previous is not None:
+        end = when + last_duration
+        while start + tick / fps < end - 1e-9:
+            yield previous
+            tick += 1
+
+
+# ---------------------------------------------------------------- one video
+
+
+def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise ValueError("no video stream")
+    return container.streams.video[0]
+
+
+def source_rate(stream: av.video.stream.VideoStream) -> Fraction:
+    """The source's average frame rate (guessed when the header has none; 30 at worst)."""
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return Fraction(rate).limit_denominator(1001 * 1000)
+    return Fraction(30)
+
+
+def encode(source: str, target: str, settings: EncodeSettings) -> Tuple[int, int, int]:
+    """Re-encodes the video stream of ``source`` into ``target`` (mp4, H.264, yuv420p, no
+    audio); returns (frames written, width, height). Raises on an undecodable source."""
+    with av.open(source) as inp:
+        stream = _video_stream(inp)
+        stream.thread_type = "AUTO"
+        rate = source_rate(stream)
+        out_rate = Fraction(settings.fps).limit_denominator(1001) if settings.fps else rate
+        written, size = 0, None
+        with av.open(target, "w", format="mp4") as out:
+            encoder = None
+            frames = (upright(frame) for frame in inp.decode(stream))
+            for frame in resample(frame_times(frames, rate), settings.fps, 1 / float(rate)):
+                if encoder is None:
+                    size = output_size(frame.width, frame.height, settings.short_side)
+                    encoder = out.add_stream("libx264", rate=out_rate)
+                    encoder.width, encoder.height, encoder.pix_fmt = size[0], size[1], "yuv420p"
+                    encoder.codec_context.gop_size = settings.gop
+                    encoder.options = {"crf": str(settings.crf), "preset": settings.preset, "keyint_min": str(settings.gop)}
+                scaled = frame.reformat(width=size[0], height=size[1], format="yuv420p", interpolation="BICUBIC")
+                scaled.pts, scaled.time_base = written, 1 / out_rate
+                for packet in encoder.encode(scaled):
+                    out.mux(packet)
+                written += 1
+            if encoder is None:
+                raise ValueError("no decodable video frames")
+            for packet in encoder.encode():
+                out.mux(packet)
+    return written, size[0], size[1]
+
+
+def verify(path: str, frames: int, width: int, height: int) -> None:
+    """Raises ValueError unless ``path`` decodes to ``frames`` frames of ``width`` x ``height``."""
+    count = 0
+    with av.open(path) as container:
+        stream = _video_stream(container)
+        for frame in container.decode(stream):
+            if (frame.width, frame.height) != (width, height):
+                raise ValueError(f"output frame {count} is {frame.width}x{frame.height}, expected {width}x{height}")
+            count += 1
+    if count != frames:
+        raise ValueError(f"output decodes to {count} frames, {frames} were written")
+
+
+def tmp_path_for(output: str) -> str:
+    """The temporary name of ``output`` while this process writes it (same folder)."""
+    folder, name = os.path.split(output)
+    return os.path.join(folder, f"{TMP_PREFIX}{os.getpid()}-{name}")
+
+
+def prepare_video(job: Job, dst: str, settings: EncodeSettings) -> Outcome:
+    """Converts one video unless its output exists; the output appears under its final name
+    only once verified. Never raises for a bad source: the outcome says why it failed."""
+    output = os.path.join(dst, job.output)
+    if os.path.exists(output):
+        return Outcome(job, "exists")
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    tmp = tmp_path_for(output)
+    try:
+        frames, width, height = encode(job.source, tmp, settings)
+        verify(tmp, frames, width, height)
+        os.replace(tmp, output)
+    except Exception as error:  # decoders raise many types: every one is a failed source
+        lines = str(error).strip().splitlines()
+        return Outcome(job, "failed", f"{type(error).__name__}: {lines[0][:300] if lines else ''}")
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return Outcome(job, "converted")
+
+
+def remove_stale_tmp_files(dst: str) -> int:
+    """Removes temporary outputs left in ``dst`` by killed runs (their process is gone); returns
+    how many."""
+    removed = 0
+    for path in Path(dst).rglob(f"{TMP_PREFIX}*"):
+        pid = path.name[len(TMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def split_name(name: str) -> str:
+    """"train", "val" or "test" for a split or list-file name (``validate`` -> ``val``);
+    ValueError otherwise."""
+    key = name.lower()
+    if key not in SPLIT_ALIASES:
+        raise ValueError(f"unknown split {name!r}; expected one of {sorted(SPLIT_ALIASES)}")
+    return SPLIT_ALIASES[key]
+
+
+def safe_name(name: str) -> str:
+    """A class or file name usable in a path and in a "path label" line (no spaces or commas)."""
+    return re.sub(r"[^\w\-.()]+", "_", name).strip("_") or "_"
+
+
+def output_name(source: str, root: str, split: str) -> str:
+    """The source's path under ``root`` with the extension ``.mp4`` (``<split>/<file name>``
+    for a source outside ``root``), spaces and commas replaced."""
+    relative = os.path.relpath(source, root)
+    if relative.startswith(".."):
+        relative = os.path.join(split, os.path.basename(source))
+    parts = [safe_name(part) for part in Path(relative).with_suffix(".mp4").parts]
+    return os.path.join(*parts)
+
+
+def jobs_from_lists(src: str) -> Tuple[List[Job], Optional[Dict[str, int]]]:
+    """Jobs from a "path label" list file (its name is the split) or a folder with split lists
+    or split folders of class folders; the class ids when the class folders name them."""
+    if os.path.isfile(src):
+        split = split_name(Path(src).stem)
+        return [Job(v.path, output_name(v.path, os.path.dirname(os.path.abspath(src)), split), v.label, split)
+                for v in read_path_label_list(src)], None
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"{src}: no such list file or folder")
+    jobs: List[Job] = []
+    class_ids = None
+    for split in SPLITS:
+        list_file, folder = os.path.join(src, f"{split}.csv"), os.path.join(src, split)
+        if os.path.isfile(list_file):
+            videos = read_path_label_list(list_file)
+        elif os.path.isdir(folder):
+            videos = read_folder_per_class(folder)
+            class_ids = class_ids_for(entry.name for entry in os.scandir(folder) if entry.is_dir())
+        else:
+            continue
+        jobs += [Job(v.path, output_name(v.path, src, split), v.label, split) for v in videos]
+    if not jobs:
+        raise FileNotFoundError(f"{src}: no train/val/test lists (<split>.csv) or class folders (<split>/<class>/)")
+    return jobs, class_ids
+
+
+@dataclass(frozen=True)
+class KineticsClip:
+    """One row of an official Kinetics annotation CSV."""
+
+    label: str
+    youtube_id: str
+    time_start: int
+    time_end: int
+    split: str
+
+    @property
+    def file_stem(self) -> str:
+        """The downloaders' name without extension: ``{youtube_id}_{start:06d}_{end:06d}``."""
+        return f"{self.youtube_id}_{self.time_start:06d}_{self.time_end:06d}"
+
+
+def read_kinetics_csv(path: str) -> List[KineticsClip]:
+    """Rows of an official Kinetics annotation CSV (header ``label,youtube_id,time_start,
+    time_end,split``; extra columns such as ``is_cc`` ignored). ValueError naming the file and
+    line of a bad row or a missing column."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [column for column in KINETICS_COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; expected a header {','.join(KINETICS_COLUMNS)}")
+        clips = []
+        for row in reader:
+            try:
+                clips.append(KineticsClip(row["label"].strip(), row["youtube_id"].strip(), int(float(row["time_start"])),
+                                          int(float(row["time_end"])), split_name(row["split"].strip())))
+            except (ValueError, AttributeError) as error:
+                raise ValueError(f"{path}, line {reader.line_num}: {error}: {row}") from None
+    return clips
+
+
+def index_videos(root: str) -> Dict[str, str]:
+    """File stem -> path of every video under ``root`` (class folders or flat)."""
+    found: Dict[str, str] = {}
+    for folder, _, files in os.walk(root):
+        for name in sorted(files):
+            stem, extension = os.path.splitext(name)
+            if extension.lower() in VIDEO_EXTENSIONS and not name.startswith(TMP_PREFIX):
+                found.setdefault(stem, os.path.join(folder, name))
+    return found
+
+
+def jobs_from_kinetics(csv_files: Sequence[str], video_root: str) -> Tuple[List[Job], List[Outcome], Dict[str, int]]:
+    """Jobs for the clips of official Kinetics CSVs found under ``video_root``, the ``missing``
+    outcomes of the others, and the class ids (sorted class names, as PySlowFast numbers them)."""
+    clips = [clip for path in csv_files for clip in read_kinetics_csv(path)]
+    labelled = [clip for clip in clips if clip.label]
+    class_ids = class_ids_for(clip.label for clip in labelled)
+    found = index_videos(video_root)
+    jobs, missing = [], []
+    for clip in clips:
+        output = os.path.join(clip.split, safe_name(clip.label or "unlabelled"), f"{clip.file_stem}.mp4")
+        job = Job(found.get(clip.file_stem, os.path.join(video_root, f"{clip.file_stem}.mp4")), output,
+                  class_ids.get(clip.label, -1), clip.split)
+        if not clip.label:
+            missing.append(Outcome(job, "failed", "no label in the annotation CSV"))
+        elif clip.file_stem not in found:
+            missing.append(Outcome(job, "missing", f"no video named {clip.file_stem}.* under {video_root}"))
+        else:
+            jobs.append(job)
+    return jobs, missing, class_ids
+
+
+# ---------------------------------------------------------------- the whole dataset
+
+
+def run_jobs(jobs: Sequence[Job], dst: str, settings: EncodeSettings, *, workers: int, progress: bool) -> List[Outcome]:
+    """Prepares ``jobs`` in ``workers`` processes (1: in this one), with a progress bar and ETA."""
+    with tqdm(total=len(jobs), unit="video", disable=not progress, smoothing=0.1) as bar:
+        if workers <= 1:
+            return [_progress(prepare_video(job, dst, settings), bar) for job in jobs]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(prepare_video, jobs, [dst] * len(jobs), [settings] * len(jobs), chunksize=1)
+            return [_progress(outcome, bar) for outcome in results]
+
+
+def _progress(outcome: Outcome, bar: tqdm) -> Outcome:
+    bar.update()
+    if outcome.status == "failed":
+        logger.warning("%s: %s", outcome.job.source, outcome.reason)
+    return outcome
+
+
+def write_lists(dst: str, outcomes: Sequence[Outcome]) -> List[str]:
+    """``<split>.csv`` ("path label", paths relative to ``dst``) for each split with a usable
+    video; returns the files written."""
+    written = []
+    for split in SPLITS:
+        lines = [f"{o.job.output} {o.job.label}\n" for o in outcomes if o.usable and o.job.split == split]
+        if lines:
+            path = os.path.join(dst, f"{split}.csv")
+            atomic_write_text(path, "".join(lines))
+            written.append(path)
+    return written
+
+
+def write_report(path: str, outcomes: Sequence[Outcome]) -> None:
+    """``source,output,status,reason`` for every video."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["source", "output", "status", "reason"])
+    for o in outcomes:
+        writer.writerow([o.job.source, o.job.output, o.status, o.reason])
+    atomic_write_text(path, text.getvalue())
+
+
+def read_report(path: str) -> List[Dict[str, str]]:
+    """The rows of a ``prepare_report.csv`` as dicts."""
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def prepare_videos(
+    src: str,
+    dst: str,
+    *,
+    short_side: int = 320,
+    fps: Optional[float] = None,
+    gop: int = 16,
+    crf: int = 23,
+    preset: str = "veryfast",
+    workers: int = 1,
+    kinetics_csvs: Sequence[str] = (),
+    progress: bool = True,
+) -> PreparedDataset:
+    """Prepares the dataset ``src`` (lists / folders, or with ``kinetics_csvs`` the video folder
+    of official Kinetics CSVs) into ``dst``; see the module doc. Returns the outcomes."""
+    if short_side < 2 or gop < 1 or (fps is not None and fps <= 0):
+        raise ValueError(f"short_side >= 2, gop >= 1 and fps > 0 expected; got {short_side}, {gop}, {fps}")
+    settings = EncodeSettings(short_side=short_side, fps=fps, gop=gop, crf=crf, preset=preset)
+    if kinetics_csvs:
+        jobs, unusable, class_ids = jobs_from_kinetics(kinetics_csvs, src)
+    else:
+        (jobs, class_ids), unusable = jobs_from_lists(src), []
+    os.makedirs(dst, exist_ok=True)
+    stale = remove_stale_tmp_files(dst)
+    if stale:
+        logger.info("removed %d temporary files of interrupted runs", stale)
+    started = time.monotonic()
+    outcomes = run_jobs(jobs, dst, settings, workers=workers, progress=progress) + unusable
+    write_lists(dst, outcomes)
+    if class_ids:
+        write_class_ids(os.path.join(dst, CLASS_IDS_FILE), class_ids)
+    report = os.path.join(dst, REPORT_FILE)
+    write_report(report, outcomes)
+    prepared = PreparedDataset(dst, report, outcomes)
+    logger.info("%d converted, %d done before, %d failed, %d missing in %.1f s; report: %s", prepared.count("converted"),
+                prepared.count("exists"), prepared.count("failed"), prepared.count("missing"), time.monotonic() - started, report)
+    return prepared
