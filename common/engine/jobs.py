@@ -22,8 +22,8 @@ from common.engine.config_checks import validate_config
 from common.data import batch_inputs, build_dataset, build_mixup
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
                                     has_probe_head, input_ndim, train_sampler)
-from common.engine.checkpointing import (Position, find_resume_checkpoint, load_initial_weights,
-                                         resume_training_state, save_training_state)
+from common.engine.checkpointing import (Position, find_resume_checkpoint, load_initial_weights, load_resume_state,
+                                         resume_training_state, save_training_state, saved_epoch_sums)
 from common.engine.distributed import DistInfo, barrier, init_distributed
 from common.engine.evaluation import evaluate_accuracy, gather_results, predict_videos, write_test_outputs
 from common.engine.output_dir import claim_output_dir
@@ -66,15 +66,19 @@ def run_job(job: str, cfg: CfgNode) -> Dict[str, Any]:
     setup_logging(cfg.OUTPUT_DIR, is_main=dist.is_main)
     with claim_output_dir(cfg, training=job != "test", is_main=dist.is_main):
         barrier()  # the other ranks look for a checkpoint only after the main rank's decision
-        if dist.is_main:
-            name = TEST_CONFIG_NAME if job == "test" else RESOLVED_CONFIG_NAME
-            logger.info("config saved to %s", save_config(cfg, cfg.OUTPUT_DIR, name))
         seed_everything(cfg.RNG_SEED + dist.rank)
         if cfg.DETERMINISTIC:
             make_deterministic()
         if job == "test":
             return run_test(cfg, dist)
         return run_training(cfg, dist, TRAINING_JOBS[job])
+
+
+def save_resolved_config(cfg: CfgNode, dist: DistInfo, name: str) -> None:
+    """Write ``OUTPUT_DIR/name`` once the run has passed every check (model, weights, data built),
+    so a run that fails them leaves the previous run's config as it was."""
+    if dist.is_main:
+        logger.info("config saved to %s", save_config(cfg, cfg.OUTPUT_DIR, name))
 
 
 def prepare_model(cfg: CfgNode, spec: JobSpec, *, load_start_weights: bool = True) -> nn.Module:
@@ -113,7 +117,7 @@ def clips_per_step(cfg: CfgNode) -> int:
 
 def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
     """Train (resuming from ``OUTPUT_DIR/checkpoint-last.pth`` if present); returns the last epoch's log."""
-    resume = find_resume_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
+    resume = load_resume_state(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     model = prepare_model(cfg, spec, load_start_weights=resume is None).to(dist.device)
     precision = resolve_precision(cfg.TRAIN.PRECISION, dist.device)
     loader = build_train_loader(cfg, build_dataset(cfg, spec.train_mode), dist)
@@ -128,8 +132,10 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
                                 betas=cfg.SOLVER.BETAS, momentum=cfg.SOLVER.MOMENTUM)
     state = TrainState(model=model, optimizer=optimizer, scaler=precision.grad_scaler())
     if resume:
-        state.position = resume_training_state(resume, model=model, optimizer=optimizer, scaler=state.scaler,
-                                               rank=dist.rank)
+        path, saved = resume
+        state.position = resume_training_state(path, model=model, optimizer=optimizer, scaler=state.scaler,
+                                               rank=dist.rank, state=saved)
+        state.epoch_sums = saved_epoch_sums(saved, dist.rank)
     if dist.world_size > 1:
         state.model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
     conf = StepConfig(
@@ -143,6 +149,7 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec) -> Dict[str, Any]:
     )
     logger.info("%s: %d steps/epoch of %d samples, lr %.3e, precision %s, %d rank(s)", cfg.MODEL.NAME, steps,
                 clips_per_step(cfg), lr, precision.dtype or "fp32", dist.world_size)
+    save_resolved_config(cfg, dist, RESOLVED_CONFIG_NAME)
     return _epochs(cfg, state, conf, loader, val_loader, steps)
 
 
@@ -198,6 +205,7 @@ def run_test(cfg: CfgNode, dist: DistInfo) -> Dict[str, Any]:
     model.load_state_dict(weights)
     model.to(dist.device)
     loader = build_eval_loader(cfg, build_dataset(cfg, "test"), dist)
+    save_resolved_config(cfg, dist, TEST_CONFIG_NAME)
     local = predict_videos(model, loader, inputs_of=batch_inputs, device=dist.device,
                            input_ndim=input_ndim(cfg), precision=resolve_precision(cfg.TRAIN.PRECISION, dist.device))
     results = gather_results(local)

@@ -15,6 +15,7 @@ import torch
 from common.checkpoint import safe_load
 from common.engine import trainer
 from common.engine.launch import JobRunner
+from common.files import is_engine_temp
 from tests.engine.toy_data import DEMO, real_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,8 +78,8 @@ def load_all_checkpoints(output_dir: Path) -> Dict[str, dict]:
 
 
 def temp_files(output_dir: Path) -> List[str]:
-    """Temp files of ``atomic_save`` left in ``output_dir``."""
-    return sorted(Path(p).name for p in glob.glob(str(output_dir / ".checkpoint-*.tmp")))
+    """Temp files of the engine's atomic writer left in ``output_dir``."""
+    return sorted(p.name for p in output_dir.iterdir() if is_engine_temp(p.name))
 
 
 def same_weights(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> bool:
