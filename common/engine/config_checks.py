@@ -84,10 +84,10 @@ def check_model(cfg: CfgNode, job: str, world_size: int) -> List[str]:
 
 
 def check_masking(cfg: CfgNode, job: str, world_size: int) -> List[str]:
-    """Pretraining: ``0 <= MAE.MASK_RATIO < 1``."""
+    """Pretraining: ``0 < MAE.MASK_RATIO < 1`` (at 0 nothing is masked: the loss is 0 and nothing is learnt)."""
     ratio = cfg.MAE.MASK_RATIO
-    if job == "pretrain" and not 0.0 <= ratio < 1.0:
-        return [_describe("MAE.MASK_RATIO", ratio, "a fraction in [0, 1)")]
+    if job == "pretrain" and not 0.0 < ratio < 1.0:
+        return [_describe("MAE.MASK_RATIO", ratio, "a fraction in (0, 1): some patches masked, some visible")]
     return []
 
 
@@ -154,6 +154,8 @@ def check_files(cfg: CfgNode, job: str, world_size: int) -> List[str]:
     weights are not needed by a run that will resume from ``OUTPUT_DIR``)."""
     if not cfg.OUTPUT_DIR:
         return [_describe("OUTPUT_DIR", cfg.OUTPUT_DIR, "a folder for the run")]
+    if os.path.exists(cfg.OUTPUT_DIR) and not os.path.isdir(cfg.OUTPUT_DIR):
+        return [_describe("OUTPUT_DIR", cfg.OUTPUT_DIR, "a folder for the run (this path is an existing file)")]
     if job == "test":
         key, path = "TEST.CHECKPOINT_FILE_PATH", cfg.TEST.CHECKPOINT_FILE_PATH
     elif cfg.TRAIN.AUTO_RESUME and find_resume_checkpoint(cfg.OUTPUT_DIR):
