@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence
 from fvcore.common.config import CfgNode
 
 from common.config import load_config
+from common.files import build_folder_atomically
 from common.engine.config_checks import validate_config, world_size_from_env
 from common.engine.distributed import shutdown_distributed
 from common.engine.jobs import run_job
@@ -56,18 +57,24 @@ def config_from_args(job: str, argv: Sequence[str]) -> CfgNode:
 
 
 def ensure_synthetic_dataset(cfg: CfgNode) -> None:
-    """Write the synthetic dataset the config points at, unless its folder exists."""
+    """Write the synthetic dataset the config points at, unless its folder exists. It is built in
+    a temp folder and renamed into place when complete (``build_folder_atomically``), so a run
+    killed while generating never leaves a half dataset for the next run to train on."""
     folder = Path(cfg.DATA.PATH_TO_DATA_DIR)
     if folder.exists() or int(os.environ.get("RANK", "0")) != 0:
         return
+    build_folder_atomically(folder, lambda target: _make_synthetic_dataset(cfg, target))
+
+
+def _make_synthetic_dataset(cfg: CfgNode, folder: Path) -> None:
     if cfg.DATA.DATASET.lower() == "imagenet":
         from imageconvmae.data.synthetic import make_synthetic_image_folder
         make_synthetic_image_folder(str(folder), images_per_class=DEMO_IMAGES_PER_CLASS,
                                     height=DEMO_IMAGE_SIZE[0], width=DEMO_IMAGE_SIZE[1])
     else:
-        from videoconvmae.data.synthetic import make_synthetic_video_dataset
-        make_synthetic_video_dataset(str(folder.parent), clips_per_class=DEMO_CLIPS_PER_CLASS,
-                                     formats=(folder.name,))
+        from videoconvmae.data import synthetic
+        synthetic.make_synthetic_video_dataset(str(folder.parent), clips_per_class=DEMO_CLIPS_PER_CLASS,
+                                               formats=(folder.name,))
 
 
 def main(job: str, argv: Optional[List[str]] = None) -> dict:
