@@ -87,6 +87,10 @@ def get_cfg() -> CfgNode:
     cfg.TEST.ENABLE = True
     cfg.TEST.BATCH_SIZE = 8  # global, in videos (each with all its views)
     cfg.TEST.CHECKPOINT_FILE_PATH = ""
+    # Views (clips or image crops) per model forward in multi-view test and validation: bounds
+    # memory (64 videos x 15 views would be 960 clips at once) without changing any score. 0: a
+    # whole batch at once.
+    cfg.TEST.CLIPS_PER_FORWARD = 32
 
     cfg.LOG = CfgNode()
     cfg.LOG.PERIOD = 10  # iterations between progress lines

@@ -99,6 +99,7 @@ def check_batches(cfg: CfgNode, job: str, world_size: int) -> List[str]:
         problems.append(_describe("TRAIN.BATCH_SIZE", batch,
                                   f"a positive multiple of the {world_size} rank(s) (it is the global batch)"))
     problems += _at_least("TEST.BATCH_SIZE", cfg.TEST.BATCH_SIZE, 1)
+    problems += _at_least("TEST.CLIPS_PER_FORWARD", cfg.TEST.CLIPS_PER_FORWARD, 0)
     problems += _at_least("TRAIN.ACCUM_ITER", cfg.TRAIN.ACCUM_ITER, 1)
     problems += _at_least("TRAIN.REPEATED_AUG", cfg.TRAIN.REPEATED_AUG, 1)
     problems += _at_least("DATA.REPEATED_SAMPLING", cfg.DATA.REPEATED_SAMPLING, 1)

@@ -184,7 +184,8 @@ def _epochs(cfg: CfgNode, state: TrainState, conf: StepConfig, loader, val_loade
 
 def _validate(cfg: CfgNode, state: TrainState, conf: StepConfig, val_loader) -> Dict[str, float]:
     return evaluate_accuracy(state.unwrapped, val_loader, inputs_of=batch_inputs, device=conf.dist.device,
-                             input_ndim=input_ndim(cfg), precision=conf.precision)
+                             input_ndim=input_ndim(cfg), precision=conf.precision,
+                             clips_per_forward=cfg.TEST.CLIPS_PER_FORWARD)
 
 
 def resolve_test_checkpoint(cfg: CfgNode) -> str:
@@ -207,7 +208,8 @@ def run_test(cfg: CfgNode, dist: DistInfo) -> Dict[str, Any]:
     loader = build_eval_loader(cfg, build_dataset(cfg, "test"), dist)
     save_resolved_config(cfg, dist, TEST_CONFIG_NAME)
     local = predict_videos(model, loader, inputs_of=batch_inputs, device=dist.device,
-                           input_ndim=input_ndim(cfg), precision=resolve_precision(cfg.TRAIN.PRECISION, dist.device))
+                           input_ndim=input_ndim(cfg), precision=resolve_precision(cfg.TRAIN.PRECISION, dist.device),
+                           clips_per_forward=cfg.TEST.CLIPS_PER_FORWARD)
     results = gather_results(local)
     summary: Dict[str, Any] = {}
     if dist.is_main:
