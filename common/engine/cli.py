@@ -20,6 +20,8 @@ DEMO_CONFIG = REPO_ROOT / "configs" / "demo" / "video_pretrain.yaml"
 DEMO_CLIPS_PER_CLASS = (24, 4, 4)  # train / val / test clips per class: 12 demo steps per epoch
 DEMO_IMAGES_PER_CLASS = (24, 4)  # train / val
 DEMO_IMAGE_SIZE = (112, 128)
+EXAMPLE_RECIPE = {"test": "finetune"}  # a test runs the finetuning recipe's model and views
+EXAMPLE_OPTS = {"test": "TEST.CHECKPOINT_FILE_PATH out/x/checkpoint-last.pth"}
 JOB_HELP = {
     "pretrain": "Masked-autoencoder pretraining (ConvMAE / VideoConvMAE).",
     "finetune": "End-to-end finetuning of a classifier from pretrained weights.",
@@ -32,8 +34,8 @@ def build_parser(job: str) -> argparse.ArgumentParser:
     """The parser of ``tools/<job>.py``."""
     parser = argparse.ArgumentParser(
         description=JOB_HELP[job],
-        epilog="Example: python tools/%s.py --cfg configs/demo/video_%s.yaml OUTPUT_DIR out/x "
-               "SOLVER.MAX_EPOCH 2. Under torchrun the same command runs data-parallel." % (job, job),
+        epilog="Example: python tools/%s.py --cfg configs/demo/video_%s.yaml OUTPUT_DIR out/x %s. Under torchrun "
+               "the same command runs data-parallel." % (job, EXAMPLE_RECIPE.get(job, job), EXAMPLE_OPTS.get(job, "SOLVER.MAX_EPOCH 2")),
     )
     parser.add_argument("--cfg", dest="cfg_file", default=None, help="YAML config (may use _BASE_)")
     parser.add_argument("--make-synthetic-data", action="store_true",

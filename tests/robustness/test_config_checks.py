@@ -1,4 +1,6 @@
 """Bad configs and arguments fail at start-up, before any data or model work, naming key and value."""
+import re
+
 import pytest
 
 import common.engine.jobs as jobs
@@ -121,3 +123,9 @@ def test_a_run_that_fails_after_the_checks_leaves_config_yaml_as_it_was(tmp_path
     with pytest.raises(FileNotFoundError):
         jobs.run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "2"))
     assert (tmp_path / "config.yaml").read_text() == before
+
+
+@pytest.mark.parametrize("job", sorted(cli.JOB_HELP))
+def test_help_of_every_tool_names_a_config_that_exists(job):
+    example = re.search(r"--cfg (\S+)", cli.build_parser(job).format_help().replace("\n", " ")).group(1)
+    assert (cli.REPO_ROOT / example).is_file(), example
