@@ -127,5 +127,5 @@ def test_a_run_that_fails_after_the_checks_leaves_config_yaml_as_it_was(tmp_path
 
 @pytest.mark.parametrize("job", sorted(cli.JOB_HELP))
 def test_help_of_every_tool_names_a_config_that_exists(job):
-    example = re.search(r"--cfg (\S+)", cli.build_parser(job).format_help().replace("\n", " ")).group(1)
+    example = re.search(r"--cfg (configs\S+)", cli.build_parser(job).format_help().replace("\n", " ")).group(1)
     assert (cli.REPO_ROOT / example).is_file(), example
