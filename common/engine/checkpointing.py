@@ -18,7 +18,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -211,12 +211,13 @@ def load_initial_weights(model: nn.Module, path: str, *, into_classifier: bool) 
     logger.info("loaded %s; missing keys %s; unexpected keys %s", path, list(missing), list(unexpected))
 
 
-def check_encoder_loaded(model: nn.Module, missing: Sequence[str], path: str) -> None:
+def check_encoder_loaded(model: nn.Module, missing: Iterable[str], path: str) -> None:
     """``CheckpointError`` unless every encoder key of ``model`` (head and decoder aside) was loaded."""
     encoder = [k for k in model.state_dict() if not k.startswith(HEAD_PREFIXES + PRETRAIN_ONLY_PREFIXES)]
-    unmatched = [k for k in encoder if k in set(missing)]
+    missing = set(missing)
+    unmatched = [k for k in encoder if k in missing]
     if unmatched:
-        matched = [k for k in encoder if k not in set(missing)]
+        matched = [k for k in encoder if k not in missing]
         raise CheckpointError(
             f"TRAIN.CHECKPOINT_FILE_PATH {path} does not fit the model: {len(matched)} of {len(encoder)} encoder "
             f"weights matched ({_some(matched)}); not matched: {_some(unmatched)}. Expected a checkpoint of "
