@@ -12,6 +12,7 @@ import pytest
 from common.engine import cli
 from common.engine.jobs import run_job
 from common.engine.launch import JobRunner, submit
+from common.files import is_engine_temp
 from tests.engine.toy_data import DEMO, real_cfg, real_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,10 +93,17 @@ def test_ensure_synthetic_dataset_generates_once(tmp_path, monkeypatch):
     from common.config import load_config
     calls = []
     import videoconvmae.data.synthetic as synthetic
-    monkeypatch.setattr(synthetic, "make_synthetic_video_dataset", lambda root, **kw: calls.append((root, kw)))
+
+    def make(root, **kw):  # stands for the generator: writes root/<format>/
+        calls.append((Path(root), kw))
+        (Path(root) / kw["formats"][0]).mkdir()
+        (Path(root) / kw["formats"][0] / "train.csv").write_text("a.mp4 0\n")
+    monkeypatch.setattr(synthetic, "make_synthetic_video_dataset", make)
     cfg = load_config(str(DEMO / "video_pretrain.yaml"), ["DATA.PATH_TO_DATA_DIR", str(tmp_path / "kinetics")])
     cli.ensure_synthetic_dataset(cfg)
-    assert calls == [(str(tmp_path), {"clips_per_class": cli.DEMO_CLIPS_PER_CLASS, "formats": ("kinetics",)})]
-    (tmp_path / "kinetics").mkdir()
+    [(root, kw)] = calls  # generated in a temp folder beside the dataset, then renamed into place
+    assert root.parent == tmp_path and is_engine_temp(root.name)
+    assert kw == {"clips_per_class": cli.DEMO_CLIPS_PER_CLASS, "formats": ("kinetics",)}
+    assert (tmp_path / "kinetics" / "train.csv").read_text() == "a.mp4 0\n" and not root.exists()
     cli.ensure_synthetic_dataset(cfg)
     assert len(calls) == 1
