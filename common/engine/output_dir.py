@@ -88,11 +88,11 @@ def _exclusive_lock(output_dir: str) -> Iterator[None]:
 def remove_stale_temp_files(output_dir: str) -> List[str]:
     """Delete the temp files of the engine's atomic writes that a killed run left (never taken for
     checkpoints, and only names ``common.files.temp_path`` makes); returns them."""
-    stale = sorted(os.path.join(output_dir, name) for name in os.listdir(output_dir) if is_engine_temp(name))
+    paths = sorted(os.path.join(output_dir, name) for name in os.listdir(output_dir) if is_engine_temp(name))
+    stale = [path for path in paths if os.path.isfile(path) and not os.path.islink(path)]
     for path in stale:
-        if os.path.isfile(path) and not os.path.islink(path):
-            os.remove(path)
-            logger.warning("removed %s, left half-written by a run that was killed", path)
+        os.remove(path)
+        logger.warning("removed %s, left half-written by a run that was killed", path)
     return stale
 
 
