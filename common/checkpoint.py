@@ -5,7 +5,7 @@ import argparse
 import logging
 import math
 import os
-import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from common.errors import UserError
+from common.files import atomic_write
 from common.pos_embed import infer_source_grid, resize_pos_embed
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,9 @@ PathLike = Union[str, os.PathLike]
 PRETRAIN_ONLY_PREFIXES = (
     "decoder_", "mask_token", "stage1_output_decode", "stage2_output_decode",
 )
+
+STATE_DICT_ENTRIES = ("model", "state_dict")  # where checkpoints keep the weights, in this order
+DDP_PREFIX = "module."
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -35,40 +39,41 @@ def safe_load(path: PathLike) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was truncated, not a checkpoint")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(f"cannot load checkpoint {path} safely: {err}") from err
+        reason = str(err).strip() or type(err).__name__
+        if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut-off one has no directory
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({size} bytes, not a complete "
+                                  f"checkpoint archive): {reason}") from err
+        raise CheckpointError(f"cannot load checkpoint {path} safely: {reason}") from err
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, expected a dict")
     return obj
 
 
 def atomic_save(obj: Any, path: PathLike) -> None:
-    """``torch.save`` to a temp file beside ``path``, fsync, then rename over ``path``.
+    """``torch.save`` through ``common.files.atomic_write``: temp file beside ``path``, fsync, rename.
 
     A crash or a full disk leaves either the old file or the new one, never half of one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def model_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
-    """The model weights of a checkpoint dict: its ``model`` entry, or the dict itself."""
-    state = checkpoint.get("model", checkpoint)
+    """The model weights of a checkpoint dict, whatever the common layout: its ``model`` entry
+    (MAE, ours), its ``state_dict`` entry (Lightning and many scripts), or the dict itself (a bare
+    state dict); a ``module.`` prefix on every key (saved from a DDP wrapper) is removed."""
+    key = next((k for k in STATE_DICT_ENTRIES if k in checkpoint), None)
+    state = checkpoint[key] if key else checkpoint
     if not isinstance(state, Mapping):
-        raise CheckpointError("checkpoint's 'model' entry is not a state dict")
+        raise CheckpointError(f"checkpoint's {key!r} entry is not a state dict")
+    if state and all(k.startswith(DDP_PREFIX) for k in state):
+        return {k[len(DDP_PREFIX):]: v for k, v in state.items()}
     return dict(state)
 
 

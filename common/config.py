@@ -27,6 +27,7 @@ DEPRECATED_KEYS = {"DATA.NUM_CLASSES": "MODEL.NUM_CLASSES"}
 # Keys that nothing reads any more (PySlowFast's TRAIN.ENABLE / TEST.ENABLE: here the tool is the job).
 REMOVED_KEYS = ("TRAIN.ENABLE", "TEST.ENABLE")
 _warned_keys: Set[str] = set()
+BASE_KEY = "_BASE_"  # a config file's parent config (fvcore's convention)
 
 
 class ConfigError(UserError, ValueError):
@@ -97,6 +98,10 @@ def get_cfg() -> CfgNode:
     cfg.TEST = CfgNode()
     cfg.TEST.BATCH_SIZE = 8  # global, in videos (each with all its views)
     cfg.TEST.CHECKPOINT_FILE_PATH = ""
+    # Views (clips or image crops) per model forward in multi-view test and validation: bounds
+    # memory (64 videos x 15 views would be 960 clips at once) without changing any score. 0: a
+    # whole batch at once.
+    cfg.TEST.CLIPS_PER_FORWARD = 32
 
     cfg.LOG = CfgNode()
     cfg.LOG.PERIOD = 10  # iterations between progress lines
@@ -110,14 +115,58 @@ def load_config(cfg_file: Optional[str] = None, overrides: Sequence[str] = ()) -
     """Defaults, then ``cfg_file`` (with ``_BASE_``), then ``KEY VALUE`` overrides; frozen."""
     cfg = get_cfg()
     if cfg_file:
-        loaded = CfgNode.load_yaml_with_base(cfg_file, allow_unsafe=False) or {}
-        merge_checked(cfg, dict(flatten_config(loaded)), source=cfg_file)
+        merge_checked(cfg, dict(flatten_config(read_config_file(cfg_file))), source=cfg_file)
     if len(overrides) % 2:
         raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd list: {list(overrides)}")
     pairs = {k: YacsCfgNode._decode_cfg_value(v) for k, v in zip(overrides[0::2], overrides[1::2])}
     merge_checked(cfg, pairs, source="command line")
     cfg.freeze()
     return cfg
+
+
+def read_config_file(path: str, *, referred_by: Sequence[str] = ()) -> Dict[str, Any]:
+    """The YAML mapping of ``path`` over those of its ``_BASE_`` chain (a relative ``_BASE_`` is
+    relative to the file naming it). ``ConfigError`` names the file for a missing file (and the
+    file whose ``_BASE_`` names it), a YAML syntax error, a top level that is not a mapping and
+    a ``_BASE_`` cycle."""
+    chain = [*referred_by, os.path.abspath(path)]
+    if chain[-1] in referred_by:
+        raise ConfigError("_BASE_ cycle: " + " -> ".join(chain[chain.index(chain[-1]):]))
+    loaded = _read_yaml(path, referred_by[-1] if referred_by else "")
+    base = loaded.pop(BASE_KEY, None)
+    if base is None:
+        return loaded
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: {BASE_KEY} expects the path of another config file, got {base!r}")
+    base_path = os.path.join(os.path.dirname(path), os.path.expanduser(base))
+    return _merged(read_config_file(base_path, referred_by=chain), loaded)
+
+
+def _read_yaml(path: str, referrer: str) -> Dict[str, Any]:
+    """One YAML file as a dict (empty file: {}), or ``ConfigError`` naming it."""
+    named_by = f" (the {BASE_KEY} of {referrer})" if referrer else ""
+    try:
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f)
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}{named_by}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}{named_by}: not valid YAML: {err}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}{named_by}: expected a mapping of KEY: value at the top level, got a "
+                          f"{type(loaded).__name__}")
+    return loaded
+
+
+def _merged(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
+    """``base`` with ``override`` on top, sections merged key by key."""
+    out = dict(base)
+    for key, value in override.items():
+        both_sections = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both_sections else value
+    return out
 
 
 def merge_checked(cfg: CfgNode, values: Dict[str, Any], *, source: str) -> None:

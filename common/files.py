@@ -1,18 +1,140 @@
-"""Writing result files safely: temp file in the same folder, fsync, rename."""
+"""Writing files safely: one atomic writer, files opened without following links, folders built whole.
+
+Every file the engine writes in one go (checkpoints, results, the resolved config) goes through
+``atomic_write``: a temp file in the same folder, named by ``temp_path`` in a scheme only the
+engine uses (``.NAME.PID.RANDOM.engine-tmp``), fsynced and renamed over the final name. A crash
+leaves the old file or the new one, never half of one, and the start-up clean-up
+(``is_engine_temp``) can tell a temp file the engine left behind from a user's ``paper.tex.tmp.1``.
+"""
 from __future__ import annotations
 
+import errno
+import fcntl
+import logging
 import os
+import re
+import secrets
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator, TextIO, Union
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+TEMP_SUFFIX = ".engine-tmp"
+_TEMP_NAME = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
+# Created files get 0o666 minus the umask, like every other file of the run (mkstemp's 0o600 did not).
+_FILE_MODE = 0o666
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` so that a crash leaves the old file or the new one, never half."""
-    tmp = f"{path}.tmp.{os.getpid()}"
+def temp_path(path: PathLike) -> Path:
+    """A fresh temp name beside ``path`` in the engine's scheme: ``.NAME.PID.RANDOM.engine-tmp``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+def is_engine_temp(name: str) -> bool:
+    """True for a name ``temp_path`` makes (and no other)."""
+    return bool(_TEMP_NAME.match(name))
+
+
+def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` through ``write(binary_file)`` so that a crash leaves the old file or the new
+    one, never half: temp file beside it (created exclusively, never through a link), fsync,
+    rename, fsync of the folder. On any error the temp file is removed and the error raised."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _FILE_MODE)
     try:
-        with open(tmp, "w", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """``atomic_write`` of ``text`` (UTF-8, newlines as given)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def open_no_follow(path: PathLike, flags: int, mode: int = _FILE_MODE) -> int:
+    """``os.open`` that refuses a symbolic link at ``path`` (``O_NOFOLLOW``) with an error naming it,
+    so a link planted in a shared folder cannot make the run write to a file of its choosing."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW, mode)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "is a symbolic link; the engine does not write through links", str(path)) from None
+        raise
+
+
+def open_append_text(path: PathLike) -> TextIO:
+    """``path`` opened for appending text (created if missing), never through a symbolic link."""
+    fd = open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+@contextmanager
+def exclusive_lock(path: PathLike) -> Iterator[int]:
+    """Hold a blocking ``flock`` on the lock file ``path`` (created, never through a link); yields its fd."""
+    fd = open_no_follow(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        os.close(fd)  # releases the lock
+
+
+def build_folder_atomically(folder: PathLike, build: Callable[[Path], None]) -> bool:
+    """Create ``folder`` whole or not at all; returns False if it already exists.
+
+    ``build(target)`` must create ``target`` (a path inside a temp folder beside ``folder``) and
+    fill it; only when it returns is ``target`` renamed to ``folder``. A kill during ``build``
+    leaves a temp folder, never a half-filled ``folder``; the next call removes it. Callers
+    serialise on the lock file ``.NAME.lock`` beside ``folder``, so two runs never build at once.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive_lock(folder.with_name(f".{folder.name}.lock")):
+        if folder.exists():
+            return False
+        _remove_stale_builds(folder)
+        staging = temp_path(folder)
+        staging.mkdir()
+        try:
+            build(staging / folder.name)
+            os.rename(staging / folder.name, folder)
+            _fsync_folder(folder.parent)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return True
+
+
+def _remove_stale_builds(folder: Path) -> None:
+    """Temp folders of ``build_folder_atomically`` for ``folder`` (the caller holds the lock, so
+    any that exist belong to a process that was killed)."""
+    for stale in folder.parent.glob(f".{folder.name}.*{TEMP_SUFFIX}"):
+        if is_engine_temp(stale.name) and stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+            logger.warning("removed %s, left half-built by a process that was killed", stale)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every filesystem allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

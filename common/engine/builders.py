@@ -13,6 +13,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from common.data.read_ahead import LookaheadBatchSampler
 from common.engine.distributed import DistInfo
+from common.engine.preemption import ignore_in_workers
 from common.engine.sampling import SeededDataset, ShardSampler, TrainSampler
 from common.modality import modality_of_config
 from common.models import create_model
@@ -105,7 +106,8 @@ def _loader(cfg: CfgNode, dataset: Dataset, sampler, batch_size: int, *, drop_la
 def make_loader(dataset: Dataset, sampler, batch_size: int, *, workers: int, drop_last: bool,
                 pin_memory: bool = False, seed: int = 0) -> DataLoader:
     """The engine's DataLoader: batches carry read-ahead hints (``LookaheadBatchSampler``) for
-    two-phase datasets; workers persist across epochs; ``seed`` seeds the workers' base seed."""
+    two-phase datasets; workers persist across epochs; ``seed`` seeds the workers' base seed;
+    workers ignore the preemption signals and Ctrl-C meant for the main process."""
     return DataLoader(
         dataset,
         batch_sampler=LookaheadBatchSampler(BatchSampler(sampler, batch_size, drop_last), workers),
@@ -113,5 +115,6 @@ def make_loader(dataset: Dataset, sampler, batch_size: int, *, workers: int, dro
         collate_fn=getattr(dataset, "collate_fn", None),
         pin_memory=pin_memory and torch.cuda.is_available(),
         persistent_workers=workers > 0,
+        worker_init_fn=ignore_in_workers,
         generator=torch.Generator().manual_seed(seed),  # keeps the global RNG untouched
     )

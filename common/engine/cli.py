@@ -21,6 +21,7 @@ DEMO_CONFIG_DIR = REPO_ROOT / "configs" / "demo"
 # `python tools/pretrain.py` with no arguments: the demo's pretraining stage (tools/demo.py, stage 1).
 DEMO_CONFIG = DEMO_CONFIG_DIR / "video_pretrain.yaml"
 USER_ERROR_EXIT_CODE = 2  # as argparse exits on a bad command line
+EXAMPLE_OPTS = {"test": "TEST.CHECKPOINT_FILE_PATH out/x/checkpoint-last.pth"}
 JOB_HELP = {
     "pretrain": "Masked-autoencoder pretraining (ConvMAE / VideoConvMAE). With no arguments: the demo's "
                 "pretraining stage on the synthetic motion dataset (generated if missing).",
@@ -36,8 +37,8 @@ def build_parser(job: str) -> argparse.ArgumentParser:
     """The parser of ``tools/<job>.py``."""
     parser = argparse.ArgumentParser(
         description=JOB_HELP[job],
-        epilog=f"Example: python tools/{job}.py --cfg configs/demo/{EXAMPLE_CONFIG[job]}.yaml "
-               "SOLVER.MAX_EPOCH 2. Under torchrun the same command runs data-parallel.",
+        epilog=f"Example: python tools/{job}.py --cfg configs/demo/{EXAMPLE_CONFIG[job]}.yaml OUTPUT_DIR out/x "
+               f"{EXAMPLE_OPTS.get(job, 'SOLVER.MAX_EPOCH 2')}. Under torchrun the same command runs data-parallel.",
     )
     parser.add_argument("--cfg", dest="cfg_file", default=None, help="YAML config (may use _BASE_)")
     parser.add_argument("--make-synthetic-data", action="store_true",

@@ -75,10 +75,10 @@ def check_model(cfg: CfgNode, job: str, world_size: int) -> List[str]:
 
 
 def check_masking(cfg: CfgNode, job: str, world_size: int) -> List[str]:
-    """Pretraining: ``0 <= MAE.MASK_RATIO < 1``."""
+    """Pretraining: ``0 < MAE.MASK_RATIO < 1`` (at 0 nothing is masked: the loss is 0 and nothing is learnt)."""
     ratio = cfg.MAE.MASK_RATIO
-    if job == "pretrain" and not 0.0 <= ratio < 1.0:
-        return [_describe("MAE.MASK_RATIO", ratio, "a fraction in [0, 1)")]
+    if job == "pretrain" and not 0.0 < ratio < 1.0:
+        return [_describe("MAE.MASK_RATIO", ratio, "a fraction in (0, 1): some patches masked, some visible")]
     return []
 
 
@@ -90,6 +90,7 @@ def check_batches(cfg: CfgNode, job: str, world_size: int) -> List[str]:
         problems.append(_describe("TRAIN.BATCH_SIZE", batch,
                                   f"a positive multiple of the {world_size} rank(s) (it is the global batch)"))
     problems += _at_least("TEST.BATCH_SIZE", cfg.TEST.BATCH_SIZE, 1)
+    problems += _at_least("TEST.CLIPS_PER_FORWARD", cfg.TEST.CLIPS_PER_FORWARD, 0)
     problems += _at_least("TRAIN.ACCUM_ITER", cfg.TRAIN.ACCUM_ITER, 1)
     problems += _at_least("TRAIN.REPEATED_AUG", cfg.TRAIN.REPEATED_AUG, 1)
     problems += _at_least("DATA.REPEATED_SAMPLING", cfg.DATA.REPEATED_SAMPLING, 1)
@@ -144,6 +145,8 @@ def check_files(cfg: CfgNode, job: str, world_size: int) -> List[str]:
     weights are not needed by a run that will resume from ``OUTPUT_DIR``)."""
     if not cfg.OUTPUT_DIR:
         return [_describe("OUTPUT_DIR", cfg.OUTPUT_DIR, "a folder for the run")]
+    if os.path.exists(cfg.OUTPUT_DIR) and not os.path.isdir(cfg.OUTPUT_DIR):
+        return [_describe("OUTPUT_DIR", cfg.OUTPUT_DIR, "a folder for the run (this path is an existing file)")]
     if job == "test":
         key, path = "TEST.CHECKPOINT_FILE_PATH", cfg.TEST.CHECKPOINT_FILE_PATH
     elif cfg.TRAIN.AUTO_RESUME and find_resume_checkpoint(cfg.OUTPUT_DIR):

@@ -31,7 +31,7 @@ from common.engine.checkpointing import LAST_CHECKPOINT
 from common.engine.jobs import run_job
 from common.engine.progress import JSON_LOG_FILE
 from common.engine.reconstruct import write_finetune_comparison, write_reconstruction, write_training_curve
-from common.files import atomic_write_text
+from common.files import atomic_write_text, build_folder_atomically
 from common.modality import modality_of_config, modality_of_dataset
 from common.visualization import read_json_lines
 
@@ -60,11 +60,14 @@ class DemoPlan:
 
 def ensure_synthetic_dataset(cfg: CfgNode) -> Path:
     """The synthetic dataset of ``DATA.DATASET``'s modality at ``DATA.PATH_TO_DATA_DIR``, written
-    there unless that folder exists; returns the folder."""
+    there unless that folder exists (``build_folder_atomically``); returns the folder."""
     folder = Path(cfg.DATA.PATH_TO_DATA_DIR)
     if not folder.exists() and int(os.environ.get("RANK", "0")) == 0:  # one writer under torchrun
         logger.info("generating the synthetic dataset in %s", folder)
-        modality_of_dataset(cfg.DATA.DATASET).make_synthetic_data(folder, cfg)
+        make = modality_of_dataset(cfg.DATA.DATASET).make_synthetic_data
+        # Built in a temp folder and renamed into place when complete: a run killed while generating
+        # never leaves a half dataset for the next run to train on.
+        build_folder_atomically(folder, lambda target: make(target, cfg))
     return folder
 
 

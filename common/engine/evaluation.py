@@ -11,11 +11,12 @@ import io
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from common.data.collate import NORMALIZATION_KEY
 from common.engine.distributed import all_gather_objects, all_reduce_sum
 from common.files import atomic_write_text
 from common.engine.precision import Precision
@@ -42,16 +43,51 @@ class VideoResult:
 
 @torch.no_grad()
 def view_averaged_scores(model: nn.Module, inputs: torch.Tensor, *, input_ndim: int,
-                         precision: Precision) -> torch.Tensor:
+                         precision: Precision, clips_per_forward: int = 0) -> torch.Tensor:
     """Softmax scores ``(N, K)`` (float32) averaged over views; ``input_ndim`` = dims of one view
-    with its batch dim (4 for images, 5 for videos)."""
+    with its batch dim (4 for images, 5 for videos). The views go through the model at most
+    ``clips_per_forward`` at a time (0: all at once); each view's scores are the same either way."""
     has_views = inputs.ndim == input_ndim + 1
     views = inputs.shape[1] if has_views else 1
     flat = inputs.flatten(0, 1) if has_views else inputs
+    chunks = flat.split(clips_per_forward) if clips_per_forward > 0 else (flat,)
     with precision.autocast():
-        logits = model(flat)
-    scores = logits.float().softmax(dim=-1)
+        logits = torch.cat([model(chunk).float() for chunk in chunks])
+    scores = logits.softmax(dim=-1)
     return scores.view(inputs.shape[0], views, -1).mean(dim=1)
+
+
+def batch_scores(model: nn.Module, batch: Dict[str, Any], *, inputs_of, device: torch.device, input_ndim: int,
+                 precision: Precision, clips_per_forward: int = 0) -> Tuple[torch.Tensor, int]:
+    """View-averaged scores ``(N, K)`` of a loader batch and its number of views. With
+    ``clips_per_forward`` > 0 the batch's inputs are made (moved, normalised to float) and
+    forwarded a few videos at a time, so memory grows with ``clips_per_forward`` (or one
+    video's views, if more), not with the batch size."""
+    total = len(batch["label"])
+    start, videos, views, parts = 0, total if clips_per_forward <= 0 else 1, 1, []
+    while start < total:
+        inputs = inputs_of(_videos(batch, start, start + videos, total), device)
+        views = inputs.shape[1] if inputs.ndim == input_ndim + 1 else 1
+        parts.append(view_averaged_scores(model, inputs, input_ndim=input_ndim, precision=precision,
+                                          clips_per_forward=clips_per_forward))
+        start += videos
+        videos = max(1, clips_per_forward // views) if clips_per_forward > 0 else total
+    return torch.cat(parts), views
+
+
+def _videos(batch: Dict[str, Any], start: int, stop: int, total: int) -> Dict[str, Any]:
+    """Items ``start:stop`` of a collated batch of ``total`` items (per-batch entries such as the
+    normalisation kept whole)."""
+    if (start, stop) == (0, total):
+        return batch
+    return {key: value[start:stop] if key != NORMALIZATION_KEY and _per_item(value, total) else value
+            for key, value in batch.items()}
+
+
+def _per_item(value: Any, total: int) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.dim() > 0 and len(value) == total
+    return isinstance(value, (list, tuple)) and len(value) == total
 
 
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, TOPK)) -> List[int]:
@@ -63,14 +99,14 @@ def topk_correct(scores: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] =
 
 @torch.no_grad()
 def evaluate_accuracy(model: nn.Module, batches: Iterable[Dict[str, Any]], *, inputs_of, device: torch.device,
-                      input_ndim: int, precision: Precision) -> Dict[str, float]:
-    """Top-1/top-5 (in %) and sample count over all ranks."""
+                      input_ndim: int, precision: Precision, clips_per_forward: int = 0) -> Dict[str, float]:
+    """Top-1/top-5 (in %) and sample count over all ranks (``clips_per_forward``: see ``batch_scores``)."""
     model.eval()
     counts = torch.zeros(3, dtype=torch.float64, device=device)
     for batch in logged_progress(batches, "validation"):
-        inputs = inputs_of(batch, device)
         labels = batch[LABEL_KEY].to(device)
-        scores = view_averaged_scores(model, inputs, input_ndim=input_ndim, precision=precision)
+        scores, _ = batch_scores(model, batch, inputs_of=inputs_of, device=device, input_ndim=input_ndim,
+                                 precision=precision, clips_per_forward=clips_per_forward)
         top1, top5 = topk_correct(scores, labels)
         counts += torch.tensor([top1, top5, len(labels)], dtype=torch.float64, device=device)
     top1, top5, total = all_reduce_sum(counts).tolist()
@@ -79,14 +115,15 @@ def evaluate_accuracy(model: nn.Module, batches: Iterable[Dict[str, Any]], *, in
 
 @torch.no_grad()
 def predict_videos(model: nn.Module, batches: Iterable[Dict[str, Any]], *, inputs_of, device: torch.device,
-                   input_ndim: int, precision: Precision) -> List[VideoResult]:
-    """This rank's ``VideoResult`` per video of a multi-view test loader."""
+                   input_ndim: int, precision: Precision, clips_per_forward: int = 0) -> List[VideoResult]:
+    """This rank's ``VideoResult`` per video of a multi-view test loader (``clips_per_forward``:
+    see ``batch_scores``)."""
     model.eval()
     results: List[VideoResult] = []
     for batch in logged_progress(batches, "multi-view test"):
-        inputs = inputs_of(batch, device)
-        scores = view_averaged_scores(model, inputs, input_ndim=input_ndim, precision=precision)
-        results.extend(_video_results(batch, scores.cpu(), inputs.shape[1] if inputs.ndim == input_ndim + 1 else 1))
+        scores, views = batch_scores(model, batch, inputs_of=inputs_of, device=device, input_ndim=input_ndim,
+                                     precision=precision, clips_per_forward=clips_per_forward)
+        results.extend(_video_results(batch, scores.cpu(), views))
     return results
 
 

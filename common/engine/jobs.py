@@ -24,7 +24,8 @@ from common.engine.builders import (attach_probe_head, build_eval_loader, build_
                                     has_probe_head, train_sampler)
 from common.engine.config_checks import validate_config
 from common.engine.checkpointing import (LAST_CHECKPOINT, Position, find_resume_checkpoint, load_initial_weights,
-                                         resume_training_state, save_training_state)
+                                         load_resume_state, resume_training_state, save_training_state,
+                                         saved_epoch_sums)
 from common.engine.distributed import DistInfo, barrier, init_distributed
 from common.engine.evaluation import (PREDICTIONS_FILE, RESULTS_FILE, evaluate_accuracy, gather_results,
                                        predict_videos, write_test_outputs)
@@ -72,9 +73,6 @@ def run_job(job: str, cfg: CfgNode) -> Dict[str, Any]:
     setup_logging(cfg.OUTPUT_DIR, is_main=dist.is_main)
     with claim_output_dir(cfg, training=job != "test", is_main=dist.is_main):
         barrier()  # the other ranks look for a checkpoint only after the main rank's decision
-        if dist.is_main:
-            name = TEST_CONFIG_NAME if job == "test" else RESOLVED_CONFIG_NAME
-            logger.info("config saved to %s", save_config(cfg, cfg.OUTPUT_DIR, name))
         seed_everything(cfg.RNG_SEED + dist.rank)
         if cfg.DETERMINISTIC:
             make_deterministic()
@@ -103,6 +101,13 @@ def build_job_datasets(cfg: CfgNode, job: str) -> Dict[str, Dataset]:
         spec = TRAINING_JOBS[job]
         modes = [spec.train_mode] + (["val"] if spec.evaluates else [])
     return {mode: build_dataset(cfg, mode) for mode in modes}
+
+
+def save_resolved_config(cfg: CfgNode, dist: DistInfo, name: str) -> None:
+    """Write ``OUTPUT_DIR/name`` once the run has passed every check (model, weights, data built),
+    so a run that fails them leaves the previous run's config as it was."""
+    if dist.is_main:
+        logger.info("config saved to %s", save_config(cfg, cfg.OUTPUT_DIR, name))
 
 
 def prepare_model(cfg: CfgNode, spec: JobSpec, *, load_start_weights: bool = True) -> nn.Module:
@@ -141,7 +146,7 @@ def clips_per_step(cfg: CfgNode) -> int:
 
 def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str, Dataset]) -> Dict[str, Any]:
     """Train (resuming from ``OUTPUT_DIR/checkpoint-last.pth`` if present); returns the last epoch's log."""
-    resume = find_resume_checkpoint(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
+    resume = load_resume_state(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
     model = prepare_model(cfg, spec, load_start_weights=resume is None).to(dist.device)
     precision = resolve_precision(cfg.TRAIN.PRECISION, dist.device)
     loader = build_train_loader(cfg, datasets[spec.train_mode], dist)
@@ -156,8 +161,10 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str
                                 betas=cfg.SOLVER.BETAS, momentum=cfg.SOLVER.MOMENTUM)
     state = TrainState(model=model, optimizer=optimizer, scaler=precision.grad_scaler())
     if resume:
-        state.position = resume_training_state(resume, model=model, optimizer=optimizer, scaler=state.scaler,
-                                               rank=dist.rank)
+        path, saved = resume
+        state.position = resume_training_state(path, model=model, optimizer=optimizer, scaler=state.scaler,
+                                               rank=dist.rank, state=saved)
+        state.epoch_sums = saved_epoch_sums(saved, dist.rank)
     if state.position.epoch >= cfg.SOLVER.MAX_EPOCH:
         return finished_run_record(cfg)
     if dist.world_size > 1:
@@ -173,6 +180,7 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str
     )
     logger.info("%s: %d steps/epoch of %d samples, lr %.3e, precision %s, %d rank(s)", cfg.MODEL.NAME, steps,
                 clips_per_step(cfg), lr, precision.dtype or "fp32", dist.world_size)
+    save_resolved_config(cfg, dist, RESOLVED_CONFIG_NAME)
     return _epochs(cfg, state, conf, loader, val_loader, steps)
 
 
@@ -224,7 +232,8 @@ def _epochs(cfg: CfgNode, state: TrainState, conf: StepConfig, loader, val_loade
 
 def _validate(cfg: CfgNode, state: TrainState, conf: StepConfig, val_loader) -> Dict[str, float]:
     return evaluate_accuracy(state.unwrapped, val_loader, inputs_of=batch_inputs, device=conf.dist.device,
-                             input_ndim=modality_of_config(cfg).input_ndim, precision=conf.precision)
+                             input_ndim=modality_of_config(cfg).input_ndim, precision=conf.precision,
+                             clips_per_forward=cfg.TEST.CLIPS_PER_FORWARD)
 
 
 def resolve_test_checkpoint(cfg: CfgNode) -> str:
@@ -245,8 +254,11 @@ def run_test(cfg: CfgNode, dist: DistInfo, dataset: Dataset) -> Dict[str, Any]:
     model.load_state_dict(weights)
     model.to(dist.device)
     loader = build_eval_loader(cfg, dataset, dist)
+    save_resolved_config(cfg, dist, TEST_CONFIG_NAME)
     local = predict_videos(model, loader, inputs_of=batch_inputs, device=dist.device,
-                           input_ndim=modality_of_config(cfg).input_ndim, precision=resolve_precision(cfg.TRAIN.PRECISION, dist.device))
+                           input_ndim=modality_of_config(cfg).input_ndim,
+                           precision=resolve_precision(cfg.TRAIN.PRECISION, dist.device),
+                           clips_per_forward=cfg.TEST.CLIPS_PER_FORWARD)
     results = gather_results(local)
     summary: Dict[str, Any] = {}
     if dist.is_main:

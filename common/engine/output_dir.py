@@ -9,15 +9,18 @@ training jobs decides what happens to checkpoints already in the folder:
 - ``OVERWRITE True``: the previous run's checkpoints and metrics are deleted, a fresh run;
 - ``TRAIN.AUTO_RESUME True`` and the saved config agrees on the essential settings: resume;
 - otherwise: ``OutputDirError`` naming the folder, the differences and the option to use.
+
+The engine deletes only files it writes itself, by their names: ``checkpoint-last.pth``,
+``checkpoint-EPOCH.pth``, ``log.jsonl``, TensorBoard's ``events.out.tfevents.*`` files and its
+own temp files (``common.files``). A run never deletes the checkpoint it starts from: with
+``TRAIN.CHECKPOINT_FILE_PATH`` inside ``OUTPUT_DIR`` it refuses rather than offer ``OVERWRITE``.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
-import glob
 import logging
 import os
-import shutil
 import socket
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List, Optional
@@ -25,18 +28,16 @@ from typing import Any, Dict, Iterator, List, Optional
 import yaml
 from fvcore.common.config import CfgNode
 
-from common.checkpoint import safe_load
+from common.checkpoint import CheckpointError, safe_load
 from common.config import RESOLVED_CONFIG_NAME, current_keys, flatten_config
-from common.engine.checkpointing import LAST_CHECKPOINT
-from common.engine.progress import JSON_LOG_FILE
+from common.engine.checkpointing import LAST_CHECKPOINT, is_engine_checkpoint, resume_candidates
+from common.engine.progress import JSON_LOG_FILE, TENSORBOARD_DIR, TENSORBOARD_PREFIX
 from common.errors import UserError
+from common.files import is_engine_temp, open_no_follow
 
 logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".run.lock"
-CHECKPOINT_PATTERN = "checkpoint-*.pth"
-TEMP_PATTERNS = (".checkpoint-*.tmp", "*.tmp.[0-9]*")  # common.checkpoint.atomic_save, common.files
-RUN_LOGS = (JSON_LOG_FILE, "tensorboard")  # log.txt is kept: it records the overwrite
 # A checkpoint only continues a run with the same values of these (MODEL.* and MAE.* in full).
 ESSENTIAL_SECTIONS = ("MODEL", "MAE")
 ESSENTIAL_KEYS = ("DATA.DATASET", "DATA.NUM_FRAMES", "DATA.TRAIN_CROP_SIZE", "MODEL.NUM_CLASSES",
@@ -65,9 +66,10 @@ def claim_output_dir(cfg: CfgNode, *, training: bool, is_main: bool) -> Iterator
 def _exclusive_lock(output_dir: str) -> Iterator[None]:
     try:
         os.makedirs(output_dir, exist_ok=True)
-        fd = os.open(os.path.join(output_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_no_follow(os.path.join(output_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as err:
-        raise OutputDirError(f"cannot write to OUTPUT_DIR {output_dir}: {err.strerror}") from err
+        where = f" ({err.filename})" if err.filename else ""
+        raise OutputDirError(f"cannot write to OUTPUT_DIR {output_dir}{where}: {err.strerror}") from err
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -85,8 +87,10 @@ def _exclusive_lock(output_dir: str) -> Iterator[None]:
 
 
 def remove_stale_temp_files(output_dir: str) -> List[str]:
-    """Delete half-written temp files of a killed run (never taken for checkpoints); returns them."""
-    stale = sorted({p for pattern in TEMP_PATTERNS for p in glob.glob(os.path.join(output_dir, pattern))})
+    """Delete the temp files of the engine's atomic writes that a killed run left (never taken for
+    checkpoints, and only names ``common.files.temp_path`` makes); returns them."""
+    paths = sorted(os.path.join(output_dir, name) for name in os.listdir(output_dir) if is_engine_temp(name))
+    stale = [path for path in paths if os.path.isfile(path) and not os.path.islink(path)]
     for path in stale:
         os.remove(path)
         logger.warning("removed %s, left half-written by a run that was killed", path)
@@ -94,8 +98,8 @@ def remove_stale_temp_files(output_dir: str) -> List[str]:
 
 
 def existing_checkpoints(output_dir: str) -> List[str]:
-    """Names of the ``checkpoint-*.pth`` files in ``output_dir``, sorted."""
-    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(output_dir, CHECKPOINT_PATTERN)))
+    """Names of the engine's checkpoints (``checkpoint-last.pth``, ``checkpoint-EPOCH.pth``) in ``output_dir``, sorted."""
+    return sorted(name for name in os.listdir(output_dir) if is_engine_checkpoint(name))
 
 
 def check_previous_run(cfg: CfgNode) -> None:
@@ -104,49 +108,70 @@ def check_previous_run(cfg: CfgNode) -> None:
     names = existing_checkpoints(output_dir)
     if not names:
         return
+    start = start_weights_inside(cfg)
+    if cfg.OVERWRITE and start:
+        raise OutputDirError(f"OVERWRITE True would delete the checkpoints in OUTPUT_DIR {output_dir}, among them "
+                             f"{start}, the TRAIN.CHECKPOINT_FILE_PATH this run starts from; choose another "
+                             f"OUTPUT_DIR for this run")
     if cfg.OVERWRITE:
         remove_previous_run(output_dir, names)
         return
     options = ("resume it with TRAIN.AUTO_RESUME True, start over with OVERWRITE True (deletes them), "
                "or choose another OUTPUT_DIR")
+    overwrite = "start over with OVERWRITE True or choose another OUTPUT_DIR"
+    replace = "OVERWRITE True to delete them and start over"
+    if start:  # following the OVERWRITE advice would delete this run's own starting weights
+        options = overwrite = replace = (f"choose another OUTPUT_DIR (TRAIN.CHECKPOINT_FILE_PATH {start} is in this "
+                                         f"one, and OVERWRITE True would delete it)")
     if not cfg.TRAIN.AUTO_RESUME:
         raise OutputDirError(f"OUTPUT_DIR {output_dir} already holds checkpoints ({', '.join(names)}) and "
                              f"TRAIN.AUTO_RESUME is False: this run would overwrite them; {options}")
     if LAST_CHECKPOINT not in names:
         raise OutputDirError(f"OUTPUT_DIR {output_dir} holds checkpoints ({', '.join(names)}) but no "
-                             f"{LAST_CHECKPOINT} to resume from: a new run would overwrite them; start over "
-                             f"with OVERWRITE True or choose another OUTPUT_DIR")
+                             f"{LAST_CHECKPOINT} to resume from: a new run would overwrite them; {overwrite}")
     differences = essential_differences(saved_run_config(output_dir), cfg)
     if differences:
         raise OutputDirError(f"OUTPUT_DIR {output_dir} holds the checkpoints of a different run "
                              f"({'; '.join(differences)}); resuming would mix two runs: choose another "
-                             f"OUTPUT_DIR, or OVERWRITE True to delete them and start over")
+                             f"OUTPUT_DIR, or {replace}")
     logger.info("OUTPUT_DIR %s holds a run with the same settings: resuming it", output_dir)
 
 
+def start_weights_inside(cfg: CfgNode) -> str:
+    """``TRAIN.CHECKPOINT_FILE_PATH`` if it lies inside ``OUTPUT_DIR`` (links resolved), else ''."""
+    start = cfg.TRAIN.CHECKPOINT_FILE_PATH
+    if not start:
+        return ""
+    folder, path = os.path.realpath(cfg.OUTPUT_DIR), os.path.realpath(start)
+    return start if os.path.commonpath([folder, path]) == folder else ""
+
+
 def remove_previous_run(output_dir: str, checkpoint_names: List[str]) -> None:
-    """``OVERWRITE True``: delete the previous run's checkpoints, ``log.jsonl`` and TensorBoard files."""
-    for name in checkpoint_names:
-        os.remove(os.path.join(output_dir, name))
-    for name in RUN_LOGS:
-        path = os.path.join(output_dir, name)
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.exists(path):
-            os.remove(path)
+    """``OVERWRITE True``: delete the previous run's checkpoints, ``log.jsonl`` and TensorBoard event
+    files (the engine's names only: other files, in the folder or in ``tensorboard/``, stay)."""
+    deleted = [os.path.join(output_dir, name) for name in [*checkpoint_names, JSON_LOG_FILE]]
+    events = os.path.join(output_dir, TENSORBOARD_DIR)
+    if os.path.isdir(events) and not os.path.islink(events):
+        deleted += [os.path.join(events, name) for name in os.listdir(events) if name.startswith(TENSORBOARD_PREFIX)]
+    for path in deleted:
+        if os.path.lexists(path) and not os.path.isdir(path):
+            os.remove(path)  # a link is removed, never followed
     logger.warning("OVERWRITE True: deleted %s and the metrics of the previous run in %s",
                    ", ".join(checkpoint_names), output_dir)
 
 
 def saved_run_config(output_dir: str) -> Dict[str, Any]:
-    """The previous run's config: ``config.yaml``, else the ``cfg`` inside ``checkpoint-last.pth``."""
+    """The previous run's config: ``config.yaml``, else the ``cfg`` inside the newest checkpoint that loads."""
     path = os.path.join(output_dir, RESOLVED_CONFIG_NAME)
     if os.path.isfile(path):
         with open(path) as f:
-            text = f.read()
-    else:
-        text = safe_load(os.path.join(output_dir, LAST_CHECKPOINT)).get("cfg", "")
-    return yaml.safe_load(text) or {}
+            return yaml.safe_load(f.read()) or {}
+    for checkpoint in resume_candidates(output_dir):  # the newest that loads
+        try:
+            return yaml.safe_load(safe_load(checkpoint).get("cfg", "")) or {}
+        except CheckpointError:
+            continue
+    return {}
 
 
 def essential_differences(saved: Dict[str, Any], cfg: CfgNode) -> List[str]:

@@ -10,11 +10,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+from common.files import open_append_text
+
 logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "[%(asctime)s %(levelname)s %(name)s] %(message)s"
 LOG_FILE = "log.txt"
 JSON_LOG_FILE = "log.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+TENSORBOARD_PREFIX = "events.out.tfevents."  # the names of SummaryWriter's files
 
 
 _console_loggers: Tuple[str, ...] = ()  # empty: the console shows every INFO record
@@ -34,13 +38,18 @@ def setup_logging(output_dir: Optional[str], *, is_main: bool) -> None:
     handlers: List[logging.Handler] = [console]
     if is_main and output_dir:
         os.makedirs(output_dir, exist_ok=True)
-        handlers.append(logging.FileHandler(os.path.join(output_dir, LOG_FILE)))
+        handlers.append(NoFollowFileHandler(os.path.join(output_dir, LOG_FILE)))
     for handler in handlers:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler._convmae = True  # so a second run in the same process replaces, not duplicates
         root.addHandler(handler)
 
 
+class NoFollowFileHandler(logging.FileHandler):
+    """``logging.FileHandler`` appending to its file without following a symbolic link there."""
+
+    def _open(self):
+        return open_append_text(self.baseFilename)
 def show_on_console_only(logger_names: Sequence[str]) -> None:
     """From now on the console shows INFO records of ``logger_names`` (and their children) and
     warnings of any logger; the log files keep everything. Empty: show every INFO record."""
@@ -51,7 +60,7 @@ def show_on_console_only(logger_names: Sequence[str]) -> None:
 def add_log_file(path: str) -> logging.Handler:
     """Also write every record to ``path``, across the jobs that follow (``setup_logging`` keeps it)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    handler = logging.FileHandler(path)
+    handler = NoFollowFileHandler(path)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
     return handler
@@ -141,6 +150,20 @@ class EpochMeter:
         counts += [f"skipped steps {self.skipped_steps}"] if self.skipped_steps else []
         return "".join(f" {c}" for c in counts)
 
+    def sums(self) -> Dict[str, float]:
+        """The running sums the epoch's ``log.jsonl`` record is made of (timings aside), for a
+        mid-epoch checkpoint."""
+        return {"loss_total": self.loss.total, "loss_count": self.loss.count, "samples": self.samples,
+                "decode_failures": self.decode_failures, "skipped_steps": self.skipped_steps}
+
+    def restore(self, sums: Dict[str, float]) -> None:
+        """Continue from ``sums()`` of a run stopped in this epoch, so the epoch's figures count
+        its steps before the stop too."""
+        self.loss = Average(total=sums["loss_total"], count=int(sums["loss_count"]))
+        self.samples = int(sums["samples"])
+        self.decode_failures = int(sums["decode_failures"])
+        self.skipped_steps = int(sums["skipped_steps"])
+
     @property
     def data_wait_fraction(self) -> float:
         return self.data_time.mean / max(self.step_time, 1e-9)
@@ -168,7 +191,7 @@ class MetricsWriter:
         self.tensorboard = _summary_writer(output_dir) if tensorboard else None
 
     def write(self, record: Dict[str, Any], *, step: int) -> None:
-        with open(self.path, "a") as f:
+        with open_append_text(self.path) as f:
             f.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
             for key, value in record.items():
@@ -188,7 +211,7 @@ def _summary_writer(output_dir: str) -> Optional[Any]:
     except ImportError:
         logger.info("TensorBoard is not installed: scalars go to %s only", JSON_LOG_FILE)
         return None
-    return SummaryWriter(os.path.join(output_dir, "tensorboard"))
+    return SummaryWriter(os.path.join(output_dir, TENSORBOARD_DIR))
 
 
 def logged_progress(batches: Iterable, what: str, *, every_fraction: float = 0.1) -> Iterator:

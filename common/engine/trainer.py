@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from common.engine.checkpointing import Position, save_training_state
+from common.engine.checkpointing import EpochSums, Position, save_training_state
 from common.engine.distributed import DistInfo, all_reduce_sum, any_rank
 from common.engine.precision import Precision
 from common.engine.preemption import PreemptionHandler
@@ -51,6 +51,7 @@ class TrainState:
     position: Position = field(default_factory=Position)
     nonfinite_steps: int = 0
     eta_rate: SmoothedStepTime = field(default_factory=SmoothedStepTime)  # the run's step time, for the ETA
+    epoch_sums: Optional[EpochSums] = None  # of the epoch a resumed run continues (see EpochMeter.sums)
 
     @property
     def unwrapped(self) -> nn.Module:
@@ -89,6 +90,9 @@ def train_one_epoch(
     """
     state.model.train()
     meter = EpochMeter(steps_total=steps, eta_rate=state.eta_rate)
+    if state.epoch_sums is not None:  # resumed in mid-epoch: the record counts the steps before the stop
+        meter.restore(state.epoch_sums)
+        state.epoch_sums = None
     for step in range(state.position.epoch_iteration, steps):
         lr = conf.schedule(state.position.iteration)
         set_lr(state.optimizer, lr)
@@ -105,7 +109,7 @@ def train_one_epoch(
         if (step + 1) % conf.log_period == 0 or step + 1 == steps:
             logger.info(meter.progress_line(epoch=pos.epoch, max_epoch=conf.max_epoch, step=step + 1))
         if preempted:
-            _checkpoint_and_stop(state, conf, preemption)
+            _checkpoint_and_stop(state, conf, preemption, meter)
     return _epoch_summary(meter, conf)
 
 
@@ -189,10 +193,11 @@ def _preempt_requested(preemption: Optional[PreemptionHandler]) -> bool:
     return preemption is not None and preemption.requested
 
 
-def _checkpoint_and_stop(state: TrainState, conf: StepConfig, preemption: Optional[PreemptionHandler]) -> None:
+def _checkpoint_and_stop(state: TrainState, conf: StepConfig, preemption: Optional[PreemptionHandler],
+                         meter: EpochMeter) -> None:
     save_training_state(conf.output_dir, model=state.unwrapped, optimizer=state.optimizer,
                         scaler=state.scaler, position=state.position, cfg_yaml=conf.cfg_yaml,
-                        keep_epoch_copy=False, dist=conf.dist)
+                        keep_epoch_copy=False, dist=conf.dist, epoch_sums=meter.sums())
     logger.warning("preempted: checkpoint saved at iteration %d, exiting", state.position.iteration)
     if preemption is not None:
         preemption.finish()

@@ -75,3 +75,23 @@ def test_ssv2_json_labels_through_the_bracket_stripped_template(tmp_path):
 
 def test_strip_template():
     assert strip_template("Moving [part] of [something]") == "Moving part of something"
+
+
+def test_utf8_byte_order_mark_is_not_part_of_the_first_path(tmp_path):
+    listing = tmp_path / "train.csv"
+    listing.write_bytes("\ufeffa.mp4 1\nb.mp4 0\n".encode("utf-8"))
+    assert [v.path for v in read_path_label_list(str(listing))] == [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
+    labels, split = tmp_path / "labels.json", tmp_path / "validation.json"
+    labels.write_bytes(("\ufeff" + json.dumps({"Moving something": "0"})).encode("utf-8"))
+    split.write_bytes(("\ufeff" + json.dumps([{"id": "7", "template": "Moving [something]"}])).encode("utf-8"))
+    assert read_ssv2_json(str(labels), str(split), video_dir="/v") == [LabeledVideo("/v/7.webm", 0)]
+
+
+def test_label_beyond_the_classes_names_the_list_file_and_line(tmp_path):
+    from videoconvmae.data.build import check_labels
+    listing = tmp_path / "train.csv"
+    listing.write_text("a.mp4 1\n\nb.mp4 3\n")
+    with pytest.raises(AnnotationError) as error:
+        check_labels(read_path_label_list(str(listing)), 3, str(tmp_path))
+    assert str(error.value) == (f"{listing}, line 3: label 3 of {tmp_path / 'b.mp4'} is not in "
+                                f"[0, DATA.NUM_CLASSES=3)")

@@ -6,9 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from common.engine.evaluation import (VideoResult, evaluate_accuracy, gather_results, predict_videos, summarize,
-                                      topk_correct, view_averaged_scores, write_test_outputs)
+from common.engine.builders import build_model
+from common.engine.evaluation import (VideoResult, batch_scores, evaluate_accuracy, gather_results, predict_videos,
+                                      summarize, topk_correct, view_averaged_scores, write_test_outputs)
 from common.engine.precision import resolve_precision
+from tests.engine.toy_data import toy_cfg
 
 FP32 = resolve_precision("fp32", torch.device("cpu"))
 
@@ -136,3 +138,64 @@ def test_multi_view_test_exact_top1_top5(input_ndim, tmp_path):
                             inputs_of=lambda b, device: b["x"], device=torch.device("cpu"), input_ndim=input_ndim,
                             precision=FP32)
     assert summarize(failed) == {"top1": 25.0, "top5": 50.0, "num_videos": 4, "num_failed": 1}
+
+
+def _recording_model(tmp_path):
+    """The toy video classifier, recording the number of clips of every forward."""
+    torch.manual_seed(0)
+    model = build_model(toy_cfg("video_finetune", tmp_path), pretraining=False, crop_size=32).eval()
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    return model, seen
+
+
+def _multi_view_batches(videos: torch.Tensor, batch_size: int):
+    labels = torch.arange(len(videos)) % 3
+    return [{"video": videos[i:i + batch_size], "label": labels[i:i + batch_size],
+             INDEX_KEY: torch.arange(i, min(i + batch_size, len(videos))),
+             "path": [f"v{j}" for j in range(i, min(i + batch_size, len(videos)))],
+             "error": [""] * len(videos[i:i + batch_size])} for i in range(0, len(videos), batch_size)]
+
+
+def test_multi_view_memory_grows_with_clips_per_forward_not_with_the_batch(tmp_path):
+    """8 videos x 3 views. The largest forward and the largest input made at once (moved and
+    converted to float) are bounded by ``clips_per_forward``, whatever the batch size; the
+    scores equal one big forward's."""
+    model, seen = _recording_model(tmp_path)
+    videos = torch.randn(8, 3, 3, 4, 32, 32)  # (N, V, C, T, H, W)
+    reference = view_averaged_scores(model, videos, input_ndim=5, precision=FP32)
+    assert seen == [24]
+    made = []
+
+    def inputs_of(batch, device):
+        made.append(batch["video"].shape[0] * batch["video"].shape[1])
+        return batch["video"]
+    for batch_size in (4, 8):
+        for clips, largest in ((6, 6), (0, 3 * batch_size)):
+            seen.clear()
+            made.clear()
+            results = predict_videos(model, _multi_view_batches(videos, batch_size), inputs_of=inputs_of,
+                                     device=torch.device("cpu"), input_ndim=5, precision=FP32, clips_per_forward=clips)
+            assert max(seen) == max(made) == largest and sum(seen) == sum(made) == 24
+            assert [r.top5 for r in results] == reference.topk(min(5, reference.shape[1]), dim=1).indices.tolist()
+        scores, views = batch_scores(model, _multi_view_batches(videos, batch_size)[0], inputs_of=inputs_of,
+                                     device=torch.device("cpu"), input_ndim=5, precision=FP32, clips_per_forward=6)
+        assert views == 3 and torch.equal(scores, reference[:batch_size])
+
+
+def test_test_and_validation_runs_forward_at_most_test_clips_per_forward(tmp_path, monkeypatch):
+    import common.engine.jobs as jobs
+    sizes = []
+
+    def recording_build_model(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        model.register_forward_pre_hook(lambda module, a: None if module.training else sizes.append(len(a[0])))
+        return model
+    monkeypatch.setattr(jobs, "build_model", recording_build_model)
+    jobs.run_job("finetune", toy_cfg("video_finetune", tmp_path / "ft", "SOLVER.MAX_EPOCH", "1",
+                                     "TRAIN.CHECKPOINT_FILE_PATH", "", "TEST.CLIPS_PER_FORWARD", "3"))
+    assert sizes and max(sizes) == 3  # validation: 6 clips in batches of TEST.BATCH_SIZE 4
+    sizes.clear()
+    jobs.run_job("test", toy_cfg("video_finetune", tmp_path / "test", "TEST.CLIPS_PER_FORWARD", "4",
+                                 "TEST.CHECKPOINT_FILE_PATH", str(tmp_path / "ft" / "checkpoint-last.pth")))
+    assert max(sizes) == 4 and sum(sizes) == 7 * 6  # 7 videos x 6 views, TEST.BATCH_SIZE 4 videos (24 clips)

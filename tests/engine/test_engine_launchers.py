@@ -13,6 +13,7 @@ from common.config import load_config
 from common.engine import cli
 from common.engine.jobs import run_job
 from common.engine.launch import JobRunner, submit
+from common.files import is_engine_temp
 from tests.engine.toy_data import DEMO, real_cfg, real_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,15 +92,20 @@ def test_cli_overrides_and_errors(monkeypatch):
 
 
 def test_ensure_synthetic_dataset_generates_once_with_the_modality_recipe(tmp_path, monkeypatch):
-    from common.config import load_config
     from common.engine.demo import ensure_synthetic_dataset
     import videoconvmae.modality as video_modality
     calls = []
-    monkeypatch.setattr(video_modality, "write_motion_dataset", lambda folder, fmt, **kw: calls.append((folder, fmt, kw)))
+
+    def make(folder, fmt, **kw):  # stands for the generator: writes the dataset into folder
+        calls.append((folder, fmt, kw))
+        folder.mkdir()
+        (folder / "train.csv").write_text("a.mp4 0\n")
+    monkeypatch.setattr(video_modality, "write_motion_dataset", make)
     cfg = load_config(str(DEMO / "video_pretrain.yaml"), ["DATA.PATH_TO_DATA_DIR", str(tmp_path / "kinetics")])
     ensure_synthetic_dataset(cfg)
-    assert calls == [(tmp_path / "kinetics", "kinetics",
-                      {"num_classes": 4, "progress": True, **video_modality.SYNTHETIC_RECIPE})]
-    (tmp_path / "kinetics").mkdir()
+    [(folder, fmt, kw)] = calls  # generated in a temp folder beside the dataset, then renamed into place
+    assert folder.parent.parent == tmp_path and is_engine_temp(folder.parent.name) and not folder.exists()
+    assert (fmt, kw) == ("kinetics", {"num_classes": 4, "progress": True, **video_modality.SYNTHETIC_RECIPE})
+    assert (tmp_path / "kinetics" / "train.csv").read_text() == "a.mp4 0\n"
     ensure_synthetic_dataset(cfg)
     assert len(calls) == 1

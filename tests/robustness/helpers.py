@@ -15,6 +15,7 @@ import torch
 from common.checkpoint import safe_load
 from common.engine import trainer
 from common.engine.launch import JobRunner
+from common.files import is_engine_temp
 from tests.engine.toy_data import DEMO, real_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,14 +34,15 @@ def pretrain_args(output_dir: Path, data_dir: Path, *extra: str) -> List[str]:
 
 
 def start_tool(args: List[str], log: Path, *, pause_at: Optional[str] = None, marker: Optional[Path] = None,
-               tool: Path = PRETRAIN_TOOL) -> subprocess.Popen:
+               tool: Path = PRETRAIN_TOOL, own_group: bool = False) -> subprocess.Popen:
     """Start ``python tool args`` (through ``paused_tool.py`` when ``pause_at`` is given); its
-    output goes to ``log``."""
+    output goes to ``log``. ``own_group``: in a new process group (``os.killpg(proc.pid, sig)``
+    then signals the run and its data workers, as Slurm and Ctrl-C do, and not the tests)."""
     wrapper = [str(PAUSED_TOOL), "--pause-at", pause_at, "--marker", str(marker), "--"] if pause_at else []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, *wrapper, str(tool), *args], cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, start_new_session=own_group)
 
 
 def run_tool(args: List[str], log: Path) -> int:
@@ -77,8 +79,8 @@ def load_all_checkpoints(output_dir: Path) -> Dict[str, dict]:
 
 
 def temp_files(output_dir: Path) -> List[str]:
-    """Temp files of ``atomic_save`` left in ``output_dir``."""
-    return sorted(Path(p).name for p in glob.glob(str(output_dir / ".checkpoint-*.tmp")))
+    """Temp files of the engine's atomic writer left in ``output_dir``."""
+    return sorted(p.name for p in output_dir.iterdir() if is_engine_temp(p.name))
 
 
 def same_weights(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor]) -> bool:

@@ -1,9 +1,10 @@
 """Run a tool, pausing it at a chosen point so that a test can kill it there.
 
-``python paused_tool.py --pause-at step:N|save:N --marker PATH -- TOOL.py [ARGS]`` runs TOOL.py
-unchanged except that after the N-th optimizer step (``step:N``), or inside the N-th checkpoint
-write after the data reached the temp file and before the rename (``save:N``), it creates
-``PATH`` and sleeps until it is killed.
+``python paused_tool.py --pause-at step:N|save:N|hold:N --marker PATH -- TOOL.py [ARGS]`` runs
+TOOL.py unchanged except that after the N-th optimizer step (``step:N``), or inside the N-th
+checkpoint write after the data reached the temp file and before the rename (``save:N``), it
+creates ``PATH`` and sleeps until it is killed. ``hold:N`` pauses after the N-th step too, but
+only until the test deletes ``PATH`` (after signalling the run), then the run goes on.
 """
 import argparse
 import os
@@ -26,7 +27,14 @@ def pause_forever(marker: Path) -> None:
         time.sleep(1.0)
 
 
-def pause_after_call(owner, name: str, count: int, marker: Path) -> None:
+def hold(marker: Path) -> None:
+    """Announce the pause through ``marker`` and wait until it is deleted (signal handlers still run)."""
+    marker.write_text(str(os.getpid()))
+    while marker.exists():
+        time.sleep(0.05)
+
+
+def pause_after_call(owner, name: str, count: int, marker: Path, pause=pause_forever) -> None:
     """Replace ``owner.name`` so that its ``count``-th call returns, then pauses."""
     real = getattr(owner, name)
     calls = {"n": 0}
@@ -38,7 +46,7 @@ def pause_after_call(owner, name: str, count: int, marker: Path) -> None:
             for arg in args:  # torch.save(obj, file): make the written bytes visible in the file
                 if hasattr(arg, "flush"):
                     arg.flush()
-            pause_forever(marker)
+            pause(marker)
         return result
 
     setattr(owner, name, wrapped)
@@ -46,13 +54,13 @@ def pause_after_call(owner, name: str, count: int, marker: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--pause-at", required=True, help="step:N or save:N")
+    parser.add_argument("--pause-at", required=True, help="step:N, save:N or hold:N")
     parser.add_argument("--marker", required=True, type=Path)
     parser.add_argument("tool_and_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     kind, count = args.pause_at.split(":")
-    owner, name = {"step": (trainer, "_optimizer_step"), "save": (torch, "save")}[kind]
-    pause_after_call(owner, name, int(count), args.marker)
+    owner, name = {"step": (trainer, "_optimizer_step"), "save": (torch, "save"), "hold": (trainer, "_optimizer_step")}[kind]
+    pause_after_call(owner, name, int(count), args.marker, pause=hold if kind == "hold" else pause_forever)
     rest = args.tool_and_args[1:] if args.tool_and_args[:1] == ["--"] else args.tool_and_args
     tool, *tool_args = rest
     sys.argv = [tool, *tool_args]

@@ -1,13 +1,18 @@
 """Preemption: SIGTERM / SIGUSR1 to a real ``tools/pretrain.py`` run checkpoint it and exit 0, and
-the rerun resumes; under submitit's local executor the timeout signal requeues the job, which
-resumes and finishes with the weights of an uninterrupted run."""
+the rerun resumes; sent to the whole process group (data workers included, as Slurm does) the
+same; Ctrl-C checkpoints and exits, a second one stops at once; under submitit's local executor
+the timeout signal requeues the job, which resumes and finishes with the weights of an
+uninterrupted run."""
+import os
 import signal
+import subprocess
 
 import pytest
 import submitit
 
 from common.checkpoint import safe_load
 from common.engine.jobs import run_job
+from common.engine.preemption import DEFAULT_SIGNALS, INTERRUPTED_EXIT_CODE, PreemptionHandler, ignore_in_workers
 from tests.engine.toy_data import real_cfg, real_overrides
 from tests.robustness.helpers import (RECIPE, STEPS_PER_EPOCH, WAIT_S, PausedFirstAttempt, log_has, pretrain_args,
                                       same_weights, start_tool, wait_for)
@@ -70,3 +75,64 @@ def test_submitit_timeout_signal_requeues_and_resumes(tmp_path, video_data):
     done, expected = (safe_load(d / "checkpoint-last.pth") for d in (run, tmp_path / "reference"))
     assert done["iteration"] == expected["iteration"] == 2 * STEPS_PER_EPOCH
     assert same_weights(done["model"], expected["model"])
+
+
+def _signal_group_while_held(tmp_path, args, sig: signal.Signals, step: int, name: str) -> subprocess.Popen:
+    """Run with 2 data workers in its own process group, held after optimizer step ``step``;
+    send ``sig`` to the whole group (the run and its workers, as Slurm and Ctrl-C do), let the
+    run go on once it logged the signal, and wait for its exit."""
+    marker, run = tmp_path / f"{name}.held", tmp_path / "run"
+    proc = start_tool(args, tmp_path / f"{name}.out", pause_at=f"hold:{step}", marker=marker, own_group=True)
+    try:
+        wait_for(marker.is_file, f"{name}: the hold after step {step}", proc)
+        os.killpg(proc.pid, sig)
+        wait_for(log_has(run, "Ctrl-C" if sig == signal.SIGINT else f"received {sig.name}"), "the signal logged", proc)
+        marker.unlink()
+        proc.wait(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc
+
+
+@pytest.mark.slow
+def test_group_signals_with_data_workers_checkpoint_and_the_rerun_resumes_there(tmp_path, video_data):
+    """SIGTERM to the process group of a run with 2 data workers (Slurm): checkpoint, exit 0. The
+    rerun resumes at the saved iteration; Ctrl-C to its group: checkpoint, exit 130."""
+    run = tmp_path / "run"
+    args = pretrain_args(run, video_data, "SOLVER.MAX_EPOCH", "2", "DATA_LOADER.NUM_WORKERS", "2")
+    step = STEPS_PER_EPOCH + 1
+    proc = _signal_group_while_held(tmp_path, args, signal.SIGTERM, step, "sigterm")
+    assert proc.returncode == 0, (tmp_path / "sigterm.out").read_text()[-3000:]
+    state = safe_load(run / "checkpoint-last.pth")
+    assert (state["epoch"], state["iteration"], state["epoch_iteration"]) == (1, step, 1)
+
+    proc = _signal_group_while_held(tmp_path, args, signal.SIGINT, 1, "ctrl-c")  # held after its first step
+    assert proc.returncode == INTERRUPTED_EXIT_CODE == 130, (tmp_path / "ctrl-c.out").read_text()[-3000:]
+    assert log_has(run, f"resumed from {run / 'checkpoint-last.pth'} at epoch 1, iteration {step}")()
+    state = safe_load(run / "checkpoint-last.pth")
+    assert (state["epoch"], state["iteration"], state["epoch_iteration"]) == (1, step + 1, 2)
+    assert log_has(run, f"preempted: checkpoint saved at iteration {step + 1}")()
+
+
+def test_a_second_ctrl_c_stops_at_once():
+    handler = PreemptionHandler().install()
+    try:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert handler.requested and handler.received == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        handler.uninstall()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_data_workers_ignore_the_signals_meant_for_the_main_process():
+    saved = {sig: signal.getsignal(sig) for sig in DEFAULT_SIGNALS}
+    try:
+        ignore_in_workers(0)
+        assert {signal.getsignal(sig) for sig in DEFAULT_SIGNALS} == {signal.SIG_IGN}
+        assert set(DEFAULT_SIGNALS) == {signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT}
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

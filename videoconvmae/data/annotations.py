@@ -2,21 +2,23 @@
 trees, and Something-Something-v2 json files."""
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Tuple
 
 from common.errors import UserError
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
+UTF8_MAYBE_BOM = "utf-8-sig"  # UTF-8, dropping a byte order mark at the start if there is one
 
 
 @dataclass(frozen=True)
 class LabeledVideo:
-    """One video file and its class index."""
+    """One video file and its class index; ``source`` says where it is listed ("FILE, line N")."""
 
     path: str
     label: int
+    source: str = field(default="", compare=False)
 
 
 class AnnotationError(UserError, ValueError):
@@ -43,11 +45,12 @@ def read_path_label_list(list_file: str, *, prefix: str = "", separator: str = "
     """Reads a "path label" list; relative paths are joined to ``prefix``, or to the list's
     folder when ``prefix`` is empty. Blank lines are skipped.
 
-    Raises AnnotationError naming the file and line number of a malformed line.
+    A UTF-8 byte order mark (as some editors save CSV files) is dropped. Raises AnnotationError
+    naming the file and line number of a malformed line.
     """
     root = prefix or os.path.dirname(os.path.abspath(list_file))
     videos = []
-    with open(list_file, encoding="utf-8") as lines:
+    with open(list_file, encoding=UTF8_MAYBE_BOM) as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -55,7 +58,7 @@ def read_path_label_list(list_file: str, *, prefix: str = "", separator: str = "
                 path, label = parse_list_line(line, separator)
             except ValueError as error:
                 raise AnnotationError(f"{list_file}, line {number}: {error}: {line.rstrip()!r}") from None
-            videos.append(LabeledVideo(os.path.join(root, path), label))
+            videos.append(LabeledVideo(os.path.join(root, path), label, f"{list_file}, line {number}"))
     if not videos:
         raise AnnotationError(f"{list_file}: no videos listed")
     return videos
@@ -87,9 +90,9 @@ def read_ssv2_json(labels_file: str, split_file: str, *, video_dir: str, extensi
     is a list of ``{"id": ..., "template": ...}``. Raises AnnotationError naming the file and
     entry for an entry without id/template or with an unknown template.
     """
-    with open(labels_file, encoding="utf-8") as f:
+    with open(labels_file, encoding=UTF8_MAYBE_BOM) as f:
         label_of = {template: int(index) for template, index in json.load(f).items()}
-    with open(split_file, encoding="utf-8") as f:
+    with open(split_file, encoding=UTF8_MAYBE_BOM) as f:
         entries = json.load(f)
     videos = []
     for number, entry in enumerate(entries):
@@ -98,7 +101,8 @@ def read_ssv2_json(labels_file: str, split_file: str, *, video_dir: str, extensi
             video_id = entry["id"]
         except KeyError as error:
             raise AnnotationError(f"{split_file}, entry {number}: missing or unknown {error}") from None
-        videos.append(LabeledVideo(os.path.join(video_dir, f"{video_id}{extension}"), label))
+        videos.append(LabeledVideo(os.path.join(video_dir, f"{video_id}{extension}"), label,
+                                   f"{split_file}, entry {number}"))
     if not videos:
         raise AnnotationError(f"{split_file}: no videos listed")
     return videos

@@ -68,7 +68,8 @@ def check_labels(videos: List[LabeledVideo], num_classes: int, source: str) -> N
     """Fails at start-up when a label is outside [0, num_classes)."""
     bad = [video for video in videos if not 0 <= video.label < num_classes]
     if bad:
-        raise AnnotationError(f"{source}: label {bad[0].label} of {bad[0].path} is not in [0, MODEL.NUM_CLASSES={num_classes})")
+        raise AnnotationError(f"{bad[0].source or source}: label {bad[0].label} of {bad[0].path} is not in "
+                              f"[0, MODEL.NUM_CLASSES={num_classes})")
 
 
 def build_train_transform(cfg: CfgNode, mode: str, flip: bool) -> Callable[[torch.Tensor], torch.Tensor]:
