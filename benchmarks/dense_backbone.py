@@ -1,17 +1,20 @@
 """Forward cost of the §2.3 detection backbone: windowed vs all-global stage 3 (ConvMAE-B).
 
-Two ``features_only`` ConvMAE-B backbones, batch 1, eval mode, no grad:
+Three ``features_only`` ConvMAE-B backbones, batch 1, eval mode, no grad:
 
 - ``window``: the paper's detection variant, 7x7 windows (every other local block shifted by
   half a window) in all stage-3 blocks but the 1st, 4th, 7th and 11th, relative position
-  biases in all blocks;
-- ``global``: stage 3 all global attention, no bias (the plain backbone, as for segmentation).
+  biases in all blocks (one table for the global, one for the local blocks);
+- ``global``: the same detection backbone with all 11 stage-3 blocks global (the bias kept),
+  so ``window_over_global_*`` isolates the windows;
+- ``plain``: stage 3 all global attention without any bias (the plain backbone, as for
+  segmentation): ``window_over_plain_*``.
 
-Time: in one process the two variants alternate, repetition after repetition, and the medians
+Time: in one process the variants alternate, repetition after repetition, and the medians
 of wall and CPU time (``time.process_time``, all threads of this process; less sensitive to
 other jobs on a shared machine) are compared. Memory: a fresh subprocess per variant and size
-builds the model, runs one warm-up forward, then measures the peak resident set of one
-forward above the resident set just before it (``VmHWM`` reset through
+builds the model, then measures the peak resident set of its first forward above the
+resident set just before it (``VmHWM`` reset through
 ``/proc/self/clear_refs``; glibc serves allocations of 64 KiB or more with mmap, so freed
 tensors leave the resident set at once): the forward's activations and temporaries, weights
 excluded. Linux only for memory.
@@ -36,10 +39,15 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import imageconvmae.models  # noqa: E402,F401  registers the models
-from common.models import create_model  # noqa: E402
+from common.models import CONVVIT_SIZES, create_model  # noqa: E402
 
 MODEL = "convvit_base_patch16"
-VARIANTS = {"window": {"window_size": 7}, "global": {}}
+WINDOW = 7
+VARIANTS = {
+    "window": {"window_size": WINDOW},
+    "global": {"window_size": WINDOW, "global_blocks": tuple(range(CONVVIT_SIZES["base"].depth[2]))},
+    "plain": {},
+}
 MMAP_THRESHOLD = str(64 * 1024)
 
 
@@ -55,9 +63,7 @@ def time_forwards(size: int, repeats: int) -> Dict[str, Dict[str, float]]:
     wall: Dict[str, List[float]] = {name: [] for name in VARIANTS}
     cpu: Dict[str, List[float]] = {name: [] for name in VARIANTS}
     with torch.no_grad():
-        for model in models.values():
-            model(x)  # warm-up
-        for _ in range(repeats):
+        for _ in range(repeats):  # no warm-up: at 1024 a forward takes tens of seconds here
             for name, model in models.items():
                 w0, c0 = time.perf_counter(), time.process_time()
                 model(x)
@@ -76,11 +82,11 @@ def _status_kib(field: str) -> int:
 
 
 def forward_peak_mib(variant: str, size: int) -> Dict[str, float]:
-    """(In the measuring subprocess.) Peak resident memory of one forward above its start."""
+    """(In the measuring subprocess.) Peak resident memory of one forward above its start
+    (CPU kernels allocate nothing lazily that a warm-up forward would have to cache)."""
     model = build(variant, size)
     x = torch.randn(1, 3, size, size)
     with torch.no_grad():
-        model(x)
         before = _status_kib("VmRSS")
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset VmHWM to the current resident set
@@ -118,12 +124,15 @@ def main() -> None:
                   f"forward peak {memory[name]['forward_peak_mib']:.0f} MiB "
                   f"(process {memory[name]['process_peak_mib']:.0f} MiB)")
         result[str(size)] = {
-            **{f"{name}_{k}": round(v, 3) for name in VARIANTS for k, v in {**times[name], **memory[name]}.items()},
-            "window_over_global_time": round(times["window"]["cpu_s"] / times["global"]["cpu_s"], 3),
-            "window_over_global_wall": round(times["window"]["wall_s"] / times["global"]["wall_s"], 3),
-            "window_over_global_mem": round(memory["window"]["forward_peak_mib"]
-                                            / memory["global"]["forward_peak_mib"], 3),
+            f"{name}_{k}": round(v, 3) for name in VARIANTS for k, v in {**times[name], **memory[name]}.items()
         }
+        for base in ("global", "plain"):
+            result[str(size)].update({
+                f"window_over_{base}_time": round(times["window"]["cpu_s"] / times[base]["cpu_s"], 3),
+                f"window_over_{base}_wall": round(times["window"]["wall_s"] / times[base]["wall_s"], 3),
+                f"window_over_{base}_mem": round(memory["window"]["forward_peak_mib"]
+                                                 / memory[base]["forward_peak_mib"], 3),
+            })
     print(json.dumps(result))
 
 

@@ -61,17 +61,24 @@ class RelativePositionBias(nn.Module):
         return table[index.reshape(-1)].reshape(h * w, h * w, -1).permute(2, 0, 1)
 
 
-def attention(attn: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-    """timm ``Attention`` on (B, T, C) with a float ``attn_mask`` broadcastable to (B, heads, T, T)."""
-    b, t, _ = x.shape
-    qkv = attn.qkv(x).reshape(b, t, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
+def _attend(attn: nn.Module, qkv: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    """Multi-head SDPA of (B, T, 3 * attn_dim) projections -> (B, T, attn_dim), before ``proj``."""
+    b, t, _ = qkv.shape
+    q, k, v = qkv.reshape(b, t, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
     out = F.scaled_dot_product_attention(
         q, k, v, attn_mask=attn_mask.to(q.dtype), dropout_p=attn.attn_drop.p if attn.training else 0.0
     )
-    out = attn.norm(out.transpose(1, 2).reshape(b, t, attn.attn_dim))
-    return attn.proj_drop(attn.proj(out))
+    return out.transpose(1, 2).reshape(b, t, attn.attn_dim)
+
+
+def _project(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return attn.proj_drop(attn.proj(attn.norm(x)))
+
+
+def attention(attn: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    """timm ``Attention`` on (B, T, C) with a float ``attn_mask`` broadcastable to (B, heads, T, T)."""
+    return _project(attn, _attend(attn, attn.qkv(x), attn_mask))
 
 
 def block_with_mixer(block: nn.Module, x: torch.Tensor, mix: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -115,22 +122,22 @@ def window_attention(
 ) -> torch.Tensor:
     """Attention inside ``window`` x ``window`` windows of the (N, H*W, C) tokens of ``grid``.
 
-    The grid is zero-padded to whole windows and rolled by ``-shift`` (Swin's cyclic shift);
-    ``bias`` (heads, T, T) is added inside every window, and pairs of different
-    ``window_labels`` are masked out.
+    The q/k/v projections are zero-padded to whole windows and rolled by ``-shift`` (Swin's
+    cyclic shift); ``bias`` (heads, T, T) is added inside every window, and pairs of different
+    ``window_labels`` are masked out. The projections run on the real tokens only.
     """
     n, _, c = x.shape
     h, w = grid
     hp, wp = math.ceil(h / window) * window, math.ceil(w / window) * window
-    x = F.pad(x.reshape(n, h, w, c), (0, 0, 0, wp - w, 0, hp - h))
+    qkv = attn.qkv(x)
+    qkv = F.pad(qkv.reshape(n, h, w, qkv.shape[-1]), (0, 0, 0, wp - w, 0, hp - h))
     if shift:
-        x = torch.roll(x, (-shift, -shift), dims=(1, 2))
+        qkv = torch.roll(qkv, (-shift, -shift), dims=(1, 2))
     labels = partition(window_labels(grid, window, shift).to(x.device)[None, ..., None], window)[..., 0]
     allowed = labels[:, :, None] == labels[:, None, :]
     mask = bias[None] + torch.zeros_like(allowed, dtype=bias.dtype).masked_fill(~allowed, float("-inf"))[:, None]
-    windows = partition(x, window)
     mask = mask.repeat(n, 1, 1, 1)  # (N * windows, heads, T, T), matching the windows' order
-    out = unpartition(attention(attn, windows, mask), window, n, hp, wp)
+    out = unpartition(_attend(attn, partition(qkv, window), mask), window, n, hp, wp)
     if shift:
         out = torch.roll(out, (shift, shift), dims=(1, 2))
-    return out[:, :h, :w].reshape(n, h * w, c)
+    return _project(attn, out[:, :h, :w].reshape(n, h * w, -1))
