@@ -11,7 +11,6 @@ from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from timm.layers import register_notrace_function
 from timm.models._features import feature_take_indices
 from torch import nn

@@ -7,6 +7,8 @@ Cost on a 2-core CPU: real forward/backward and torch.fx run on ConvMAE-S at a r
 (and a non-square 256x320) on the meta device, which checks every shape without allocating
 ConvMAE-L/H's 322M/666M parameters.
 """
+import re
+
 import pytest
 import timm
 import torch
@@ -145,7 +147,6 @@ def test_no_weight_decay_and_group_matcher(build):
     model = build()
     assert model.no_weight_decay() == {"pos_embed"}
     fine, coarse = model.group_matcher(), model.group_matcher(coarse=True)
-    import re
     assert re.match(fine["stem"], "blocks2.0.conv1.weight") and re.match(fine["stem"], "pos_embed")
     assert re.match(fine["blocks"], "blocks3.1.attn.qkv.weight").group(1) == "1"
     assert re.match(coarse["blocks"], "blocks3.1.attn.qkv.weight").groups() == ()
