@@ -1,6 +1,8 @@
 """Installs the three top-level packages of VideoConvMAE: common, imageconvmae, videoconvmae."""
 from setuptools import find_packages, setup
 
+EXPORT_REQUIRES = ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"]
+
 setup(
     name="videoconvmae",
     version="0.1.0",
@@ -23,7 +25,12 @@ setup(
         "matplotlib",
         "pillow",
     ],
-    extras_require={"test": ["pytest>=7", "tensorboard"]},
+    extras_require={
+        # tools/export.py to ONNX (torch.onnx.export(..., dynamo=True)) and onnxruntime checks.
+        "export": EXPORT_REQUIRES,
+        # The export tests run in CI, which installs .[test].
+        "test": ["pytest>=7", "tensorboard", *EXPORT_REQUIRES],
+    },
     # common.modality finds the modalities here: a third one registers the same way (or calls
     # common.modality.register_modality itself).
     entry_points={

@@ -2,22 +2,28 @@
 
 Layer-wise lr decay follows the ConvMAE contract (DESIGN.md §2): the patch embeddings, the
 position embedding and all of stages 1-2 are layer 0, ``blocks3.i`` is layer ``i + 1`` and
-everything else (``fc_norm``, ``head``, ...) is the last layer ``len(blocks3) + 1``. A group's
-lr is ``lr * lr_scale`` with ``lr_scale = layer_decay ** (last_layer - layer_id)``.
+everything else (``fc_norm``, ``head``, ...) is the last layer ``len(blocks3) + 1``. The layer
+of every parameter comes from the model's timm ``group_matcher`` through timm's own
+``group_parameters``. A group's lr is ``lr * lr_scale`` with
+``lr_scale = layer_decay ** (last_layer - layer_id)``.
+
+timm's ``param_groups_layer_decay`` gives every parameter the same ``lr_scale`` and weight
+decay (tests/models/test_timm_interface.py), but orders its groups differently and, without
+layer decay, splits them per layer; the group layout here is kept so that optimizer states
+in existing checkpoints still resume.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import timm.optim
 import torch
+from timm.models import group_parameters
 from torch import nn
 
 NO_WEIGHT_DECAY_NAMES = ("pos_embed", "mask_token", "decoder_pos_embed")
-LAYER_ZERO_PREFIXES = ("patch_embed", "pos_embed", "blocks1.", "blocks2.", "mask_token")
-LAST_STAGE_PREFIX = "blocks3."
 LR_REFERENCE_BATCH = 256
 
 
@@ -31,19 +37,9 @@ def skips_weight_decay(name: str, param: torch.Tensor) -> bool:
     return param.ndim <= 1 or name.split(".")[-1] in NO_WEIGHT_DECAY_NAMES
 
 
-def num_last_stage_blocks(names: Iterable[str]) -> int:
-    """How many ``blocks3.i`` blocks the parameter names mention."""
-    indices = {int(n.split(".")[1]) for n in names if n.startswith(LAST_STAGE_PREFIX)}
-    return max(indices) + 1 if indices else 0
-
-
-def layer_id(name: str, last_layer: int) -> int:
-    """Layer index of a parameter for layer-wise lr decay (``last_layer = len(blocks3) + 1``)."""
-    if name.startswith(LAYER_ZERO_PREFIXES):
-        return 0
-    if name.startswith(LAST_STAGE_PREFIX):
-        return int(name.split(".")[1]) + 1
-    return last_layer
+def layer_ids(model: nn.Module) -> Dict[str, int]:
+    """Layer index of every parameter name, from the model's ``group_matcher`` (timm's mapping)."""
+    return group_parameters(model, model.group_matcher(coarse=False), reverse=True)
 
 
 def param_groups(
@@ -55,10 +51,11 @@ def param_groups(
     left out. With ``layer_decay == 1`` every ``lr_scale`` is 1.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    last_layer = num_last_stage_blocks(n for n, _ in named) + 1
+    layers = layer_ids(model)
+    last_layer = max(layers.values())
     groups: Dict[Tuple[int, bool], Dict] = {}
     for name, param in named:
-        layer = layer_id(name, last_layer) if layer_decay != 1.0 else last_layer
+        layer = layers[name] if layer_decay != 1.0 else last_layer
         no_decay = skips_weight_decay(name, param)
         group = groups.setdefault(
             (layer, no_decay),

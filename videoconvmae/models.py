@@ -12,7 +12,7 @@ from typing import Sequence, Tuple, Union
 
 from common.models import ConvViT, MaskedAutoencoderConvViT, register_model
 from common.models.factory import build_from_preset
-from common.models.timm_compat import register_with_timm
+from common.models.timm_compat import build_timm_classifier, pretrained_cfgs, register_with_timm
 
 MODALITY = "video"  # the tag of these models in the registry (common.modality)
 PRETRAIN_DEFAULTS = dict(
@@ -20,6 +20,16 @@ PRETRAIN_DEFAULTS = dict(
     norm_pix_loss=True, multi_scale_decoder=True,
 )
 CLASSIFIER_DEFAULTS = dict(num_classes=400)
+# Stage-1/2/3 maps (N, C, T', H', W') for spatio-temporal heads.
+NUM_FEATURE_LEVELS = 3
+
+# timm reads the pretrained configs of the entrypoints registered below from this name. timm's
+# configs describe images (it asserts a 3-tuple input_size), so input_size and pool_size are
+# per frame: the clips are 16 such frames.
+default_cfgs = pretrained_cfgs(
+    [f"video_convvit_{size}_patch16" for size in ("small", "base", "large")],
+    input_size=(3, 224, 224), pool_size=(14, 14), crop_pct=1.0, num_classes=400,
+)
 
 
 def video_geometry(
@@ -44,8 +54,11 @@ def _pretrain(size: str, **overrides) -> MaskedAutoencoderConvViT:
     return build_from_preset(MaskedAutoencoderConvViT, size, PRETRAIN_DEFAULTS, overrides, video_geometry)
 
 
-def _classifier(size: str, **overrides) -> ConvViT:
-    return build_from_preset(ConvViT, size, CLASSIFIER_DEFAULTS, overrides, video_geometry)
+def _classifier(variant: str, size: str, pretrained: bool, **overrides) -> ConvViT:
+    def build(**kwargs) -> ConvViT:
+        return build_from_preset(ConvViT, size, CLASSIFIER_DEFAULTS, kwargs, video_geometry)
+
+    return build_timm_classifier(variant, pretrained, build, NUM_FEATURE_LEVELS, **overrides)
 
 
 @register_model(modality=MODALITY)
@@ -68,20 +81,20 @@ def videoconvmae_large_patch16(**kwargs) -> MaskedAutoencoderConvViT:
 
 @register_with_timm
 @register_model(modality=MODALITY)
-def video_convvit_small_patch16(**kwargs) -> ConvViT:
+def video_convvit_small_patch16(pretrained: bool = False, **kwargs) -> ConvViT:
     """VideoConvMAE-S classifier."""
-    return _classifier("small", **kwargs)
+    return _classifier("video_convvit_small_patch16", "small", pretrained, **kwargs)
 
 
 @register_with_timm
 @register_model(modality=MODALITY)
-def video_convvit_base_patch16(**kwargs) -> ConvViT:
+def video_convvit_base_patch16(pretrained: bool = False, **kwargs) -> ConvViT:
     """VideoConvMAE-B classifier."""
-    return _classifier("base", **kwargs)
+    return _classifier("video_convvit_base_patch16", "base", pretrained, **kwargs)
 
 
 @register_with_timm
 @register_model(modality=MODALITY)
-def video_convvit_large_patch16(**kwargs) -> ConvViT:
+def video_convvit_large_patch16(pretrained: bool = False, **kwargs) -> ConvViT:
     """VideoConvMAE-L classifier."""
-    return _classifier("large", **kwargs)
+    return _classifier("video_convvit_large_patch16", "large", pretrained, **kwargs)

@@ -12,7 +12,7 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath
+from timm.layers import DropPath, register_notrace_module
 from timm.models.vision_transformer import Block
 from torch import nn
 
@@ -75,6 +75,7 @@ def strided_conv(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return blockwise_conv(conv, to_blocks(x, conv.kernel_size))
 
 
+@register_notrace_module  # a leaf for torch.fx: ``to_blocks`` unpacks the input shape
 class PatchEmbed(nn.Module):
     """Stage embedding: stride == kernel conv, LayerNorm, GELU (official ``PatchEmbed``).
 

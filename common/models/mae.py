@@ -3,7 +3,7 @@ convolutions in stages 1-2, visible-only stage 3, multi-scale fusion, MAE decode
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Set, Tuple
 
 import torch
 from torch import nn
@@ -118,6 +118,10 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        return {"pos_embed", "mask_token", "decoder_pos_embed"}
 
     # -- masks -------------------------------------------------------------------------------
     @property

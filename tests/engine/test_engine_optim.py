@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from common.models import create_model
-from common.optim import (CosineSchedule, build_optimizer, layer_id, num_last_stage_blocks, param_groups,
-                          scaled_lr, set_lr, skips_weight_decay)
+from common.optim import (CosineSchedule, build_optimizer, layer_ids, param_groups, scaled_lr, set_lr,
+                          skips_weight_decay)
 
 TINY = dict(img_size=32, embed_dim=[8, 8, 16], depth=[1, 1, 3], num_heads=2, mlp_ratio=[2, 2, 2], num_classes=5)
 
@@ -21,20 +21,13 @@ def _group_of(groups, param):
     return next(g for g in groups if any(p is param for p in g["params"]))
 
 
-def test_layer_ids_follow_convmae_contract():
-    assert layer_id("patch_embed1.proj.weight", 4) == 0
-    assert layer_id("patch_embed4.weight", 4) == 0
-    assert layer_id("pos_embed", 4) == 0
-    assert layer_id("blocks1.0.conv1.weight", 4) == 0
-    assert layer_id("blocks2.1.mlp.fc1.weight", 4) == 0
-    assert layer_id("blocks3.0.attn.qkv.weight", 4) == 1
-    assert layer_id("blocks3.2.norm1.weight", 4) == 3
-    assert layer_id("fc_norm.weight", 4) == 4 and layer_id("head.bias", 4) == 4
-
-
-def test_num_last_stage_blocks():
-    assert num_last_stage_blocks(["blocks3.0.x", "blocks3.10.y", "head.w"]) == 11
-    assert num_last_stage_blocks(["head.w"]) == 0
+def test_layer_ids_follow_convmae_contract(classifier):
+    ids = layer_ids(classifier)
+    assert ids["patch_embed1.proj.weight"] == 0 and ids["patch_embed4.weight"] == 0
+    assert ids["pos_embed"] == 0
+    assert ids["blocks1.0.conv1.weight"] == 0 and ids["blocks2.0.mlp.fc1.weight"] == 0
+    assert ids["blocks3.0.attn.qkv.weight"] == 1 and ids["blocks3.2.norm1.weight"] == 3
+    assert ids["fc_norm.weight"] == 4 and ids["head.bias"] == 4
 
 
 def test_no_weight_decay_rule():

@@ -52,7 +52,7 @@ def make_spectrograms(folder: Path, cfg) -> None:
             path = Path(folder) / split / f"{number}.npy"
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, _spectrogram(label, rng))
-            rows.append([str(path), label])
+            rows.append([f"{split}/{number}.npy", label])  # relative: the folder is built elsewhere, then moved
         with open(Path(folder) / f"{split}.csv", "w", newline="") as f:
             csv.writer(f).writerows(rows)
 
@@ -84,8 +84,9 @@ class SpectrogramDataset(Dataset):
 
 def build_spectrograms(cfg, mode: str) -> SpectrogramDataset:
     split = "train" if mode in ("pretrain", "finetune") else "val"
-    with open(Path(cfg.DATA.PATH_TO_DATA_DIR) / f"{split}.csv") as f:
-        rows = [(path, int(label)) for path, label in csv.reader(f)]
+    folder = Path(cfg.DATA.PATH_TO_DATA_DIR)
+    with open(folder / f"{split}.csv") as f:
+        rows = [(str(folder / path), int(label)) for path, label in csv.reader(f)]
     return SpectrogramDataset(rows, views=mode == "test")
 
 
