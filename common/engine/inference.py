@@ -246,14 +246,21 @@ def read_class_names_file(path: str) -> List[str]:
 
 
 def class_names_of_config(cfg: CfgNode) -> Optional[List[str]]:
-    """The class names of a run (index = class id), or None when it names no file. A file whose
-    class count differs from ``MODEL.NUM_CLASSES`` is refused, naming both."""
+    """The class names of a run (index = class id), or None when it names no file or the file
+    does not fit (not a ``{"class name": id}`` json, or not ``MODEL.NUM_CLASSES`` names: logged
+    as a warning naming the file, since names are a convenience, never a reason to fail)."""
     path = class_names_file(cfg)
     if path is None:
         return None
-    names = read_class_names_file(path)
+    try:
+        names = read_class_names_file(path)
+    except ClassNamesError as error:
+        logger.warning("class names not used: %s", error)
+        return None
     if len(names) != cfg.MODEL.NUM_CLASSES:
-        raise ClassNamesError(f"{path} names {len(names)} classes, MODEL.NUM_CLASSES is {cfg.MODEL.NUM_CLASSES}")
+        logger.warning("class names not used: %s names %d classes, MODEL.NUM_CLASSES is %d", path, len(names),
+                       cfg.MODEL.NUM_CLASSES)
+        return None
     return names
 
 
