@@ -331,22 +331,27 @@ def _predictions(loaded: LoadedModel, batch: Dict[str, Any], scores: torch.Tenso
 
 
 def collect_inputs(inputs: Sequence[PathLike], modality: Modality) -> List[Tuple[str, str]]:
-    """(path, relative path) of every input file: files as given, folders searched recursively
-    for the files ``modality`` reads (sorted). Relative paths are taken from the deepest folder
-    holding all inputs, so outputs mirror the input tree. DataNotFoundError for a missing input."""
-    files: List[Path] = []
+    """(path, relative path) of every input file: a folder gives the files ``modality`` reads
+    under it (recursively, sorted), relative to the folder; a file is taken as given, relative
+    path its name. DataNotFoundError for a missing input or none found; UserError when two
+    inputs would share a relative path (their outputs would collide)."""
+    files: List[Tuple[str, str]] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files.extend(sorted(p for p in item.rglob("*") if p.is_file() and modality.reads(p)))
+            found = sorted(p for p in item.rglob("*") if p.is_file() and modality.reads(p))
+            files.extend((str(p), str(p.relative_to(item))) for p in found)
         elif item.is_file():
-            files.append(item)
+            files.append((str(item), item.name))
         else:
             raise DataNotFoundError(f"input {item} does not exist")
     if not files:
         raise DataNotFoundError(f"no {modality.name} files ({', '.join(modality.file_suffixes)}) in {list(map(str, inputs))}")
-    roots = [str(Path(i).resolve()) if Path(i).is_dir() else str(Path(i).resolve().parent) for i in inputs]
-    root = os.path.commonpath(roots)
-    return [(str(f), os.path.relpath(f.resolve(), root)) for f in files]
+    first: Dict[str, str] = {}
+    for path, relative in files:
+        if first.setdefault(relative, path) != path:
+            raise UserError(f"inputs {first[relative]} and {path} have the same relative path {relative}: "
+                            "give them in separate runs or with different output folders")
+    return files
 
 
 def read_input_list(list_file: PathLike) -> List[str]:
