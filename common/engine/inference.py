@@ -333,8 +333,8 @@ def _predictions(loaded: LoadedModel, batch: Dict[str, Any], scores: torch.Tenso
 def collect_inputs(inputs: Sequence[PathLike], modality: Modality) -> List[Tuple[str, str]]:
     """(path, relative path) of every input file: a folder gives the files ``modality`` reads
     under it (recursively, sorted), relative to the folder; a file is taken as given, relative
-    path its name. DataNotFoundError for a missing input or none found; UserError when two
-    inputs would share a relative path (their outputs would collide)."""
+    path its name; each file once. DataNotFoundError for a missing input or none found;
+    UserError when two inputs would share a relative path (their outputs would collide)."""
     files: List[Tuple[str, str]] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -347,11 +347,14 @@ def collect_inputs(inputs: Sequence[PathLike], modality: Modality) -> List[Tuple
     if not files:
         raise DataNotFoundError(f"no {modality.name} files ({', '.join(modality.file_suffixes)}) in {list(map(str, inputs))}")
     first: Dict[str, str] = {}
+    unique = []
     for path, relative in files:
         if first.setdefault(relative, path) != path:
             raise UserError(f"inputs {first[relative]} and {path} have the same relative path {relative}: "
                             "give them in separate runs or with different output folders")
-    return files
+        if (path, relative) not in unique:
+            unique.append((path, relative))
+    return unique
 
 
 def read_input_list(list_file: PathLike) -> List[str]:
