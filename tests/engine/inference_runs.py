@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
+import pytest
 
 from common.engine.jobs import run_job
 from tests.engine.toy_data import real_cfg
@@ -15,8 +16,11 @@ REPO = Path(__file__).resolve().parents[2]
 NO_WORKERS = {"DATA_LOADER.NUM_WORKERS": 0}
 
 
-def train_video_runs(root: Path, data: Path) -> Dict[str, Path]:
-    """A 1-epoch pretraining run, a finetuning run from it and its multi-view test (predictions.csv)."""
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory, video_data) -> Dict[str, Path]:
+    """A 1-epoch pretraining run ("pre"), a finetuning run from it ("ft") and its multi-view test
+    (predictions.csv), on the engine tests' generated mp4 dataset (import the fixture to use it)."""
+    root, data = tmp_path_factory.mktemp("runs"), video_data
     pre, ft = root / "pre", root / "ft"
     run_job("pretrain", real_cfg("video_pretrain", pre, data))
     run_job("finetune", real_cfg("video_finetune", ft, data, "TRAIN.CHECKPOINT_FILE_PATH", str(pre / "checkpoint-last.pth")))

@@ -15,15 +15,10 @@ from common.engine.inference import collect_inputs, load_run, predict_files, rea
 from common.errors import UserError
 from common.models import create_model
 from common.engine.jobs import run_job
-from tests.engine.inference_runs import NO_WORKERS, tool, train_video_runs, write_motion_video
+from tests.engine.inference_runs import NO_WORKERS, tool, trained_runs, write_motion_video  # noqa: F401
 from tests.engine.toy_data import real_cfg
 
 NAMES = ["direction_000", "direction_120", "direction_240"]  # the generator's classids.json, 3 classes
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory, video_data):
-    return train_video_runs(tmp_path_factory.mktemp("runs"), video_data)
 
 
 def _test_videos(video_data):
@@ -37,9 +32,9 @@ def _normalised(views: torch.Tensor, mean, std) -> torch.Tensor:
         std, dtype=torch.float64).view(shape)
 
 
-def test_finetuned_run_loads_in_one_call_and_scores_as_the_test_job(runs, video_data):
-    loaded = load_run(runs["ft"], overrides=NO_WORKERS)
-    cfg = config_from_yaml((runs["ft"] / "config.yaml").read_text(), "config.yaml")
+def test_finetuned_run_loads_in_one_call_and_scores_as_the_test_job(trained_runs, video_data):
+    loaded = load_run(trained_runs["ft"], overrides=NO_WORKERS)
+    cfg = config_from_yaml((trained_runs["ft"] / "config.yaml").read_text(), "config.yaml")
     assert not loaded.model.training and not loaded.pretraining
     assert loaded.class_names == NAMES
     p = loaded.preprocessing
@@ -48,9 +43,9 @@ def test_finetuned_run_loads_in_one_call_and_scores_as_the_test_job(runs, video_
 
     # The test job's model rebuilt by hand from the same checkpoint, on the test job's views.
     reference = build_model(cfg, pretraining=False, crop_size=cfg.DATA.TEST_CROP_SIZE)
-    reference.load_state_dict(safe_load(runs["ft"] / "checkpoint-last.pth")["model"])
+    reference.load_state_dict(safe_load(trained_runs["ft"] / "checkpoint-last.pth")["model"])
     reference.eval()
-    dataset = build_dataset(real_cfg("video_finetune", runs["ft"], video_data), "test")
+    dataset = build_dataset(real_cfg("video_finetune", trained_runs["ft"], video_data), "test")
     item = dataset[0]
     views = _normalised(item["video"], cfg.DATA.MEAN, cfg.DATA.STD).float()
     with torch.no_grad():
@@ -58,7 +53,7 @@ def test_finetuned_run_loads_in_one_call_and_scores_as_the_test_job(runs, video_
         expected = reference(views).softmax(dim=-1).mean(dim=0)
 
     predictions = predict_files(loaded, _test_videos(video_data), topk=3)
-    rows = {r["path"]: r for r in csv.DictReader((runs["ft"] / "predictions.csv").open())}
+    rows = {r["path"]: r for r in csv.DictReader((trained_runs["ft"] / "predictions.csv").open())}
     assert len(predictions) == len(rows) == 3
     for prediction in predictions:
         row = rows[prediction.path]
@@ -69,13 +64,13 @@ def test_finetuned_run_loads_in_one_call_and_scores_as_the_test_job(runs, video_
     assert [c["score"] for c in first.topk] == pytest.approx(sorted(expected.tolist(), reverse=True), abs=1e-6)
 
 
-def test_predict_tool_on_mp4_webm_and_a_broken_file(runs, video_data, tmp_path, capsys):
+def test_predict_tool_on_mp4_webm_and_a_broken_file(trained_runs, video_data, tmp_path, capsys):
     webm = write_motion_video(tmp_path / "clip.webm", num_frames=20, label=1)
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
     mp4 = _test_videos(video_data)[0]
     out = tmp_path / "predictions.jsonl"
-    tool("predict", "--run", runs["ft"], "--workers", 0, "--topk", 2, "--output", out, mp4, webm, broken)
+    tool("predict", "--run", trained_runs["ft"], "--workers", 0, "--topk", 2, "--output", out, mp4, webm, broken)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["path"] for r in records] == [mp4, str(webm), str(broken)]
     for record in records[:2]:
@@ -119,7 +114,7 @@ def test_bare_checkpoint_with_a_model_name(tmp_path):
         assert torch.equal(loaded.model(x), model.eval()(x))
 
 
-def test_wrong_files_give_clear_errors(tmp_path, runs):
+def test_wrong_files_give_clear_errors(tmp_path, trained_runs):
     with pytest.raises(UserError, match="no checkpoint-last.pth"):
         load_run(tmp_path)
     with pytest.raises(UserError, match="does not exist"):
@@ -128,9 +123,9 @@ def test_wrong_files_give_clear_errors(tmp_path, runs):
     with pytest.raises(CheckpointError, match="notes.pth"):
         load_run(checkpoint=tmp_path / "notes.pth")
     with pytest.raises(CheckpointError, match="is a pretraining checkpoint but model video_convvit_small_patch16"):
-        load_run(checkpoint=runs["pre"] / "checkpoint-last.pth", model_name="video_convvit_small_patch16")
+        load_run(checkpoint=trained_runs["pre"] / "checkpoint-last.pth", model_name="video_convvit_small_patch16")
     with pytest.raises(UserError, match="pretraining checkpoint: it has no classifier"):
-        predict_files(load_run(runs["pre"], overrides=NO_WORKERS), ["x.mp4"])
+        predict_files(load_run(trained_runs["pre"], overrides=NO_WORKERS), ["x.mp4"])
 
 
 def test_class_names_files(tmp_path):
