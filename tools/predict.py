@@ -42,7 +42,8 @@ def format_table(predictions: List[Prediction]) -> str:
         if p.error:
             lines.append(f"{p.path:<{width}}  {p.num_views:>5}  ERROR {p.error}")
             continue
-        classes = ", ".join(f"{c['name'] or 'class'} ({c['id']}) {c['score']:.3f}" for c in p.topk)
+        classes = ", ".join(f"{c['name']} ({c['id']}) {c['score']:.3f}" if c["name"] else f"class {c['id']} {c['score']:.3f}"
+                            for c in p.topk)
         lines.append(f"{p.path:<{width}}  {p.num_views:>5}  {classes}")
     return "\n".join(lines)
 

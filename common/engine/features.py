@@ -213,7 +213,7 @@ def extract_windows_to_folder(loaded: LoadedModel, files: Sequence[Tuple[str, st
     dist = dist or local_dist(loaded)
     summary = ExtractionSummary()
     mine = list(files)[dist.rank::dist.world_size]
-    for path, relative in logged_progress(mine, "videos"):
+    for path, relative in logged_progress(mine, "window features", unit="videos"):
         if window_outputs_done(output_dir, relative):
             summary.skipped.append(path)
             continue
