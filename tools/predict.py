@@ -17,7 +17,8 @@ from typing import List, Optional
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.engine.inference import Prediction, collect_inputs, predict_files  # noqa: E402
-from common.engine.inference_cli import add_model_arguments, check_model_arguments, load_from_args, tool_process  # noqa: E402
+from common.engine.inference_cli import (add_model_arguments, check_model_arguments, load_from_args,  # noqa: E402
+                                         tool_process)
 from common.files import atomic_write_text  # noqa: E402
 
 
@@ -34,6 +35,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return args
 
 
+def _label(top_class: dict) -> str:
+    """``name (id)``, or ``class id`` when the run names no classes."""
+    return f"{top_class['name']} ({top_class['id']})" if top_class["name"] else f"class {top_class['id']}"
+
+
 def format_table(predictions: List[Prediction]) -> str:
     """One line per file: path, views, then ``name (id) score`` of each top class, or the error."""
     width = max(len(p.path) for p in predictions)
@@ -42,8 +48,7 @@ def format_table(predictions: List[Prediction]) -> str:
         if p.error:
             lines.append(f"{p.path:<{width}}  {p.num_views:>5}  ERROR {p.error}")
             continue
-        classes = ", ".join(f"{c['name']} ({c['id']}) {c['score']:.3f}" if c["name"] else f"class {c['id']} {c['score']:.3f}"
-                            for c in p.topk)
+        classes = ", ".join(f"{_label(c)} {c['score']:.3f}" for c in p.topk)
         lines.append(f"{p.path:<{width}}  {p.num_views:>5}  {classes}")
     return "\n".join(lines)
 

@@ -104,7 +104,8 @@ def load_run(run_dir: Optional[PathLike] = None, *, checkpoint: Optional[PathLik
     bare = run_dir is None and not state.get("cfg")
     cfg = _with_overrides(cfg, _inferred_keys(weights) if bare and not pretraining else {}, overrides)
     model = _model_with_weights(cfg, weights, pretraining, path)
-    target = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    default = "cuda" if torch.cuda.is_available() else "cpu"
+    target = torch.device(device if device is not None else default)
     modality = modality_of_config(cfg)
     loaded = LoadedModel(model=model.to(target).eval(), cfg=cfg, modality=modality,
                          preprocessing=preprocessing_of(cfg, modality), checkpoint=str(path),
@@ -345,7 +346,8 @@ def collect_inputs(inputs: Sequence[PathLike], modality: Modality) -> List[Tuple
         else:
             raise DataNotFoundError(f"input {item} does not exist")
     if not files:
-        raise DataNotFoundError(f"no {modality.name} files ({', '.join(modality.file_suffixes)}) in {list(map(str, inputs))}")
+        raise DataNotFoundError(f"no {modality.name} files ({', '.join(modality.file_suffixes)}) in "
+                                f"{list(map(str, inputs))}")
     first: Dict[str, str] = {}
     unique = []
     for path, relative in files:

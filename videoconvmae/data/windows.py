@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List
 import av
 import torch
 
-from .decoders import DecodeError, VideoDecoder, VideoFile
+from .decoders import VideoDecoder, VideoFile
 from .transforms import MultiViewTransform
 
 
