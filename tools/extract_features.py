@@ -6,7 +6,8 @@ DIR/features.npy (N x C) + DIR/index.csv (row -> path). Window mode (--window-fr
 over each whole video, every frame decoded once -> DIR/<relative path>.npy (num_windows x C)
 and DIR/<relative path>.json (window start times in seconds). --pool none keeps the token grid
 (T', H', W', C). Reruns skip finished outputs; torchrun --nproc_per_node=N shares the files
-over N ranks; unreadable files are listed at the end. The last line is a JSON summary.
+over N ranks (write --run-dir there: torchrun reads --run itself); unreadable files are listed at
+the end. The last line is a JSON summary.
 
 Usage: python tools/extract_features.py --run OUTPUT_DIR [--checkpoint FILE] --output DIR INPUT... | --list CSV
 """

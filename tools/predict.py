@@ -6,7 +6,8 @@ Prints a table and writes one JSON object per input: path, topk [{id, name, scor
 error (a file that cannot be read is reported in its row; the others go on).
 
 Usage: python tools/predict.py --run OUTPUT_DIR [--checkpoint FILE] [--topk 5] [--output FILE.jsonl] INPUT...
-       (INPUT: files or folders; torchrun --nproc_per_node=N splits the files over N ranks)
+       (INPUT: files or folders; torchrun --nproc_per_node=N tools/predict.py --run-dir OUTPUT_DIR ... splits
+       the files over N ranks: torchrun reads --run itself)
 """
 import argparse
 import json

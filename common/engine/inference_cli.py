@@ -17,7 +17,9 @@ from common.process_settings import configure_process
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--run``, ``--checkpoint``, ``--model``, ``--batch-size``, ``--workers``."""
-    parser.add_argument("--run", help="the run's OUTPUT_DIR (config.yaml + checkpoint-last.pth)")
+    # --run-dir: the same, for torchrun, whose own parser reads --run as an abbreviation of its --run-path.
+    parser.add_argument("--run", "--run-dir", dest="run",
+                        help="the run's OUTPUT_DIR (config.yaml + checkpoint-last.pth); under torchrun write --run-dir")
     parser.add_argument("--checkpoint", help="checkpoint file (default: the run's checkpoint-last.pth)")
     parser.add_argument("--model", help="registered model name, for a checkpoint that stores no config "
                                         "(e.g. an official ConvMAE file)")

@@ -132,25 +132,29 @@ def test_extract_tool_clip_mode_and_rerun(trained_runs, video_data, tmp_path):
     assert tool("extract_features", *args)["skipped"] == 3
 
 
+def _torchrun(tool_name, *args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(REPO / "tools" / f"{tool_name}.py"), *map(str, args)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
 @pytest.mark.slow
 def test_two_ranks_predict_and_extract_each_file_once(trained_runs, video_data, tmp_path):
     """torchrun with 2 CPU ranks (gloo): 3 videos + 1 broken file; one merged JSONL, each window
     output written by exactly one rank."""
     (tmp_path / "broken.mp4").write_bytes(b"junk")
-    inputs = [str(video_data / "test"), str(tmp_path / "broken.mp4")]
-    script = tmp_path / "both.py"
-    script.write_text(
-        "import runpy, sys\n"
-        f"tools = {str(REPO / 'tools')!r}\n"
-        f"runpy.run_path(tools + '/predict.py')['main']({['--run', str(trained_runs['ft']), '--workers', '0', '--output', str(tmp_path / 'p.jsonl'), *inputs]!r})\n"
-        f"runpy.run_path(tools + '/extract_features.py')['main']({['--run', str(trained_runs['pre']), '--workers', '0', '--output', str(tmp_path / 'w'), '--window-stride', '2', *inputs]!r})\n")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    inputs = [video_data / "test", tmp_path / "broken.mp4"]
+    out = _torchrun("predict", "--run-dir", trained_runs["ft"], "--workers", 0, "--output", tmp_path / "p.jsonl", *inputs,
+                    cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert len(records) == 4 and len({r["path"] for r in records}) == 4
     assert [bool(r["error"]) for r in records] == [False, False, False, True]
+    assert out.stdout.count("predictions written") == 1  # the main rank reports
+    out = _torchrun("extract_features", "--run-dir", trained_runs["pre"], "--workers", 0, "--output", tmp_path / "w",
+                    "--window-stride", 2, *inputs, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert (summary["written"], summary["failed"]) == (3, 1)  # 3 videos over 2 ranks: a video twice would give 4
     assert len(list((tmp_path / "w").rglob("*.npy"))) == 3 and out.stdout.count('"written"') == 1
