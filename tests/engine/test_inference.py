@@ -152,3 +152,11 @@ def test_inputs_from_folders_and_files(tmp_path, video_data):
         (tmp_path / folder / "x.mp4").write_bytes(b"")
     with pytest.raises(UserError, match="same relative path x.mp4"):
         collect_inputs([tmp_path / "a" / "x.mp4", tmp_path / "b" / "x.mp4"], video)
+
+
+@pytest.mark.parametrize("name", ["predict", "extract_features"])
+def test_tools_document_themselves(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        tool(name, "--help")
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0 and "--run" in out and "--run-dir" in out and "--checkpoint" in out
