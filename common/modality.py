@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
@@ -41,8 +41,15 @@ class Modality:
         the centre view at ``DATA.TEST_CROP_SIZE``.
     file_suffixes: lower-case suffixes of the files ``load_input`` reads.
     make_synthetic_data: (folder, config) -> writes the demo dataset ``DATA.DATASET`` of the
-        config into ``folder`` (``DATA.NUM_CLASSES`` classes), ready for every job.
+        config into ``folder`` (``MODEL.NUM_CLASSES`` classes), ready for every job.
     datasets: the ``DATA.DATASET`` names the modality registers.
+    file_dataset: (config, paths) -> a test-mode dataset over those files (predictions and
+        features, ``common.engine.inference``): items as the test job's (the input with all
+        test views, ``index``, ``path``, ``label`` -1), a file that cannot be read gives zeros and
+        ``error`` set ("" otherwise). None: the modality offers no inference on files.
+    sliding_windows: (path, config, window_frames, window_stride, batch_size) -> the sliding
+        windows of one long file (``num_windows``, ``start_seconds``, ``batches()`` of model
+        inputs), for window-mode features; None where the modality has no time axis.
     """
 
     name: str
@@ -55,6 +62,8 @@ class Modality:
     file_suffixes: Tuple[str, ...]
     make_synthetic_data: Callable[[Path, CfgNode], None]
     datasets: Tuple[str, ...] = field(default=())
+    file_dataset: Optional[Callable[[CfgNode, Sequence[str]], Any]] = None
+    sliding_windows: Optional[Callable[..., Any]] = None
 
     def stride(self) -> Tuple[int, ...]:
         """Total stride of the default geometry per input dim, e.g. (T, H, W) = (2, 16, 16)."""

@@ -5,7 +5,7 @@ Loading this module registers the image models and the "imagenet" dataset.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 import torch
 from fvcore.common.config import CfgNode
@@ -13,7 +13,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from common.modality import Modality
 from imageconvmae import data as _data  # noqa: F401  (registers the dataset)
-from imageconvmae.data.dataset import load_rgb
+from imageconvmae.data.dataset import ImageFilesDataset, load_rgb
 from imageconvmae.data.synthetic import make_synthetic_image_folder
 from imageconvmae.data.transforms import build_eval_image_transform
 from imageconvmae.models import MODALITY, image_geometry
@@ -36,6 +36,14 @@ def load_image(path: Path, cfg: CfgNode, crop_size: int) -> torch.Tensor:
     return transform(load_rgb(str(path)))[None]
 
 
+def image_files_dataset(cfg: CfgNode, paths: Sequence[str]) -> ImageFilesDataset:
+    """The test job's evaluation transform (one centre view) over the image files ``paths``."""
+    data = cfg.DATA
+    transform = build_eval_image_transform(crop_size=data.TEST_CROP_SIZE, crop_pct=data.IMAGE_TEST_CROP_PCT,
+                                           mean=data.MEAN, std=data.STD)
+    return ImageFilesDataset(paths=paths, transform=transform, crop_size=data.TEST_CROP_SIZE)
+
+
 def make_synthetic_images(folder: Path, cfg: CfgNode) -> None:
     """The stripes ImageFolder dataset (train/, val/) in ``folder``."""
     make_synthetic_image_folder(str(folder), num_classes=cfg.MODEL.NUM_CLASSES, **SYNTHETIC_RECIPE)
@@ -52,4 +60,5 @@ IMAGE = Modality(
     file_suffixes=tuple(IMG_EXTENSIONS),
     make_synthetic_data=make_synthetic_images,
     datasets=("imagenet",),
+    file_dataset=image_files_dataset,
 )

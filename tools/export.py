@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from torch import nn  # noqa: E402
 
 from common.checkpoint import load_pretrained_into_classifier, model_state_dict, safe_load  # noqa: E402
-from common.config import load_config  # noqa: E402
-from common.engine.builders import attach_probe_head, build_model, has_probe_head  # noqa: E402
+from common.engine import inference  # noqa: E402
+from common.engine.builders import attach_probe_head, has_probe_head  # noqa: E402
 from common.export import EXPORT_FORMATS, export_model, load_exported, max_difference  # noqa: E402
 from common.models import create_model  # noqa: E402
 
@@ -54,11 +54,12 @@ def parse_args() -> argparse.Namespace:
 
 
 def load_run(run_dir: Path) -> nn.Module:
-    """The classifier of a training run: its resolved config and last checkpoint."""
-    cfg = load_config(str(run_dir / "config.yaml"))
-    model = build_model(cfg, pretraining=False, crop_size=cfg.DATA.TEST_CROP_SIZE)
-    load_classifier_weights(model, run_dir / "checkpoint-last.pth")
-    return model
+    """The classifier of a training run (its config and last checkpoint), via ``common.engine.inference``."""
+    loaded = inference.load_run(run_dir, device="cpu")
+    if loaded.pretraining:
+        raise SystemExit(f"{run_dir} is a pretraining run: export a classifier run, or --model NAME "
+                         "--checkpoint FILE --features-only for the backbone")
+    return loaded.model
 
 
 def load_classifier_weights(model: nn.Module, path: Path) -> None:

@@ -5,14 +5,18 @@ Loading this module registers the video models and the "kinetics" and "ssv2" dat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 import torch
 from fvcore.common.config import CfgNode
 
 from common.modality import Modality
 from videoconvmae import data as _data  # noqa: F401  (registers the datasets)
-from videoconvmae.data.annotations import VIDEO_EXTENSIONS
+from videoconvmae.data.annotations import VIDEO_EXTENSIONS, LabeledVideo
+from videoconvmae.data.build import build_video_dataset
+from videoconvmae.data.datasets import MultiViewVideoDataset
+from videoconvmae.data.decoders import build_decoder
+from videoconvmae.data.windows import SlidingWindows
 from videoconvmae.data.synthetic import write_motion_dataset
 from videoconvmae.models import MODALITY, video_geometry
 
@@ -40,6 +44,24 @@ def load_video_clip(path: Path, cfg: CfgNode, crop_size: int) -> torch.Tensor:
     return CentreViewTransform(crop_size=crop_size, mean=data.MEAN, std=data.STD)(clip)[None]
 
 
+def video_files_dataset(cfg: CfgNode, paths: Sequence[str]) -> MultiViewVideoDataset:
+    """The test job's multi-view dataset (TEST.NUM_ENSEMBLE_VIEWS x TEST.NUM_SPATIAL_CROPS views,
+    one decode per video) over ``paths``, labels -1."""
+    return build_video_dataset(cfg, "test", [LabeledVideo(str(p), -1) for p in paths], flip=False)
+
+
+def video_sliding_windows(path: str, cfg: CfgNode, *, window_frames: int, window_stride: int,
+                          batch_size: int) -> SlidingWindows:
+    """Windows of ``window_frames`` frames ``window_stride`` apart, frames ``DATA.SAMPLING_RATE``
+    source frames apart, centre view at ``DATA.TEST_CROP_SIZE``."""
+    data = cfg.DATA
+    decoder = build_decoder(data.DECODING_BACKEND, fallback=data.DECODE_FALLBACK, num_threads=data.DECODE_THREADS,
+                            timeout_s=data.DECODE_TIMEOUT)
+    return SlidingWindows(str(path), decoder=decoder, crop_size=data.TEST_CROP_SIZE, mean=data.MEAN, std=data.STD,
+                          window_frames=window_frames, window_stride=window_stride,
+                          sampling_rate=data.SAMPLING_RATE, batch_size=batch_size)
+
+
 def make_synthetic_videos(folder: Path, cfg: CfgNode) -> None:
     """The motion dataset in the layout of ``DATA.DATASET`` (kinetics or ssv2) in ``folder``."""
     write_motion_dataset(Path(folder), cfg.DATA.DATASET.lower(), num_classes=cfg.MODEL.NUM_CLASSES, progress=True,
@@ -57,4 +79,6 @@ VIDEO = Modality(
     file_suffixes=VIDEO_EXTENSIONS,
     make_synthetic_data=make_synthetic_videos,
     datasets=("kinetics", "ssv2"),
+    file_dataset=video_files_dataset,
+    sliding_windows=video_sliding_windows,
 )

@@ -25,6 +25,9 @@ def _add_dataset_keys(data: CfgNode) -> None:
     data.PATH_PREFIX = ""
     # Between path and label in list files; empty: a comma if the line has one, else whitespace.
     data.PATH_LABEL_SEPARATOR = ""
+    # {"class name": id} json (PySlowFast's classids.json, or SSV2's labels json) for predictions;
+    # empty: PATH_TO_DATA_DIR/classids.json when it exists.
+    data.CLASS_NAMES_FILE = ""
 
 
 def _add_video_keys(data: CfgNode) -> None:

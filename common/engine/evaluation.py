@@ -11,7 +11,7 @@ import io
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -165,13 +165,17 @@ def summarize(results: List[VideoResult]) -> Dict[str, Any]:
     }
 
 
-def write_test_outputs(results: List[VideoResult], output_dir: str) -> Dict[str, Any]:
-    """Write ``predictions.csv`` and ``test_results.json`` (temp file + rename); returns the summary."""
+def write_test_outputs(results: List[VideoResult], output_dir: str,
+                       class_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Write ``predictions.csv`` and ``test_results.json`` (temp file + rename); returns the summary.
+    With ``class_names`` (index = class id) the csv gains a ``name`` column: the prediction's name."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["path", "label", "prediction", "top5", "num_views", "error"])
+    named = class_names is not None
+    writer.writerow(["path", "label", "prediction"] + ["name"] * named + ["top5", "num_views", "error"])
     for r in results:
-        writer.writerow([r.path, r.label, r.prediction, " ".join(map(str, r.top5)), r.num_views, r.error])
+        name = [class_names[r.prediction] if r.prediction >= 0 else ""] if named else []
+        writer.writerow([r.path, r.label, r.prediction, *name, " ".join(map(str, r.top5)), r.num_views, r.error])
     summary = summarize(results)
     atomic_write_text(os.path.join(output_dir, PREDICTIONS_FILE), buffer.getvalue())
     atomic_write_text(os.path.join(output_dir, RESULTS_FILE), json.dumps(summary, indent=2) + "\n")

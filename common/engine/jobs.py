@@ -29,6 +29,7 @@ from common.engine.checkpointing import (LAST_CHECKPOINT, Position, find_resume_
 from common.engine.distributed import DistInfo, barrier, init_distributed
 from common.engine.evaluation import (PREDICTIONS_FILE, RESULTS_FILE, evaluate_accuracy, gather_results,
                                        predict_videos, write_test_outputs)
+from common.engine.inference import class_names_of_config
 from common.engine.output_dir import claim_output_dir
 from common.engine.precision import resolve_precision
 from common.engine.preemption import PreemptionHandler
@@ -263,7 +264,7 @@ def run_test(cfg: CfgNode, dist: DistInfo, dataset: Dataset) -> Dict[str, Any]:
     summary: Dict[str, Any] = {}
     if dist.is_main:
         os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-        summary = write_test_outputs(results, cfg.OUTPUT_DIR)
+        summary = write_test_outputs(results, cfg.OUTPUT_DIR, class_names_of_config(cfg))
         logger.info("test of %s: %s", path, summary)
     barrier()
     return summary

@@ -214,8 +214,8 @@ def _summary_writer(output_dir: str) -> Optional[Any]:
     return SummaryWriter(os.path.join(output_dir, TENSORBOARD_DIR))
 
 
-def logged_progress(batches: Iterable, what: str, *, every_fraction: float = 0.1) -> Iterator:
-    """Yield from ``batches`` and log ``what i/n (elapsed, eta)`` about every tenth of the way,
+def logged_progress(batches: Iterable, what: str, *, every_fraction: float = 0.1, unit: str = "batches") -> Iterator:
+    """Yield from ``batches`` and log ``what i/n unit (elapsed, eta)`` about every tenth of the way,
     so a user waiting on an evaluation sees it move."""
     total = len(batches) if hasattr(batches, "__len__") else 0
     period = max(int(total * every_fraction), 1)
@@ -225,4 +225,4 @@ def logged_progress(batches: Iterable, what: str, *, every_fraction: float = 0.1
         if i % period == 0 or i == total:
             elapsed = time.perf_counter() - start
             eta = elapsed / i * (total - i) if total else 0.0
-            logger.info("%s %d/%s batches, %.1fs elapsed, eta %.1fs", what, i, total or "?", elapsed, eta)
+            logger.info("%s %d/%s %s, %.1fs elapsed, eta %.1fs", what, i, total or "?", unit, elapsed, eta)

@@ -1,8 +1,10 @@
 """ImageFolder dataset giving dict samples; bad images are logged once, replaced and counted."""
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
 
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from common.data.collate import collate_clips
@@ -67,3 +69,25 @@ class ImageFolderDataset(Dataset):
             }
             for view in range(self.num_views)
         ]
+
+
+class ImageFilesDataset(Dataset):
+    """Items are the test-mode samples of a list of image files: ``image`` float (C, S, S) from
+    the evaluation ``transform``, ``label`` -1, ``index``, ``path``, ``error`` ("" or
+    "path: reason", then ``image`` is zeros). A bad file is reported in its item, never replaced."""
+
+    collate_fn = staticmethod(default_collate)
+
+    def __init__(self, *, paths: Sequence[str], transform: ImageTransform, crop_size: int) -> None:
+        self.paths, self.transform, self.crop_size = [str(p) for p in paths], transform, crop_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Sample:
+        path = self.paths[index]
+        try:
+            image, error = self.transform(load_rgb(path)), ""
+        except SampleError as failure:
+            image, error = torch.zeros(3, self.crop_size, self.crop_size), str(failure)
+        return {"image": image, "label": -1, "index": index, "path": path, "error": error}

@@ -1,5 +1,5 @@
 """A tiny generated ImageFolder dataset (train/ and val/ with one folder per class): noisy
-stripes whose orientation is the class."""
+stripes whose orientation is the class; ``classids.json`` names the classes (PySlowFast form)."""
 import math
 from pathlib import Path
 from typing import Sequence
@@ -7,7 +7,10 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from common.data.class_names import class_ids_for, write_class_ids
+
 SPLITS = ("train", "val")
+CLASS_IDS_FILE = "classids.json"
 
 
 def render_stripes(*, label: int, num_classes: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -32,7 +35,8 @@ def make_synthetic_image_folder(
     seed: int = 0,
 ) -> Path:
     """Writes ``root/{train,val}/class_<k>/<n>.jpg`` (``images_per_class`` = train, val counts)
-    and returns ``Path(root)``. Same seed, same files."""
+    and ``root/classids.json`` (ids in ImageFolder's sorted folder order); returns ``Path(root)``.
+    Same seed, same files."""
     number = 0
     for split, per_class in zip(SPLITS, images_per_class):
         for label in range(num_classes):
@@ -43,4 +47,5 @@ def make_synthetic_image_folder(
                 pixels = render_stripes(label=label, num_classes=num_classes, height=height, width=width, rng=rng)
                 Image.fromarray(pixels).save(folder / f"{number:05d}.jpg", quality=90)
                 number += 1
+    write_class_ids(str(Path(root, CLASS_IDS_FILE)), class_ids_for(f"class_{k}" for k in range(num_classes)))
     return Path(root)

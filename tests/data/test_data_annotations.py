@@ -94,4 +94,4 @@ def test_label_beyond_the_classes_names_the_list_file_and_line(tmp_path):
     with pytest.raises(AnnotationError) as error:
         check_labels(read_path_label_list(str(listing)), 3, str(tmp_path))
     assert str(error.value) == (f"{listing}, line 3: label 3 of {tmp_path / 'b.mp4'} is not in "
-                                f"[0, DATA.NUM_CLASSES=3)")
+                                f"[0, MODEL.NUM_CLASSES=3)")

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -34,9 +35,16 @@ def test_dataset_files_are_real_decodable_and_deterministic(tmp_path):
     kwargs = dict(num_classes=2, clips_per_class=(1, 1, 1), num_frames=8, height=32, width=48, seed=7)
     first = make_synthetic_video_dataset(str(tmp_path / "a"), **kwargs)
     make_synthetic_video_dataset(str(tmp_path / "b"), **kwargs)
-    assert sorted(p.name for p in first["kinetics"].iterdir()) == ["test", "test.csv", "train", "train.csv", "val", "val.csv"]
+    assert sorted(p.name for p in first["kinetics"].iterdir()) == ["classids.json", "test", "test.csv", "train", "train.csv",
+                                                                   "val", "val.csv"]
     assert (first["kinetics"] / "train.csv").read_text() == "train/direction_000/00000.mp4 0\ntrain/direction_180/00001.mp4 1\n"
-    assert sorted(p.name for p in first["ssv2"].glob("*.json")) == ["something-something-v2-labels.json", "train.json", "validation.json"]
+    assert sorted(p.name for p in first["ssv2"].glob("*.json")) == ["classids.json", "something-something-v2-labels.json",
+                                                                    "train.json", "validation.json"]
+    # PySlowFast's classids.json: the class folder names (kinetics), the label templates (ssv2, as its labels json).
+    assert json.loads((first["kinetics"] / "classids.json").read_text()) == {"direction_000": 0, "direction_180": 1}
+    ssv2_labels = json.loads((first["ssv2"] / "something-something-v2-labels.json").read_text())
+    assert json.loads((first["ssv2"] / "classids.json").read_text()) == {k: int(v) for k, v in ssv2_labels.items()}
+    assert list(ssv2_labels) == ["Moving something towards 0 degrees", "Moving something towards 180 degrees"]
     decode = build_decoder("pyav").decode
     for relative in ["kinetics/train/direction_180/00001.mp4", "ssv2/3.webm"]:
         a = decode(str(tmp_path / "a" / relative), lambda n: [torch.arange(n)])

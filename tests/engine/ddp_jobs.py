@@ -95,7 +95,7 @@ def pretrain_cfg(output_dir: Path, start: Path):
 
 def multiview_test_cfg(output_dir: Path, checkpoint: Path):
     """Multi-view test of ``checkpoint`` on the 7 toy test videos (6 views each)."""
-    return toy_cfg("video_finetune", output_dir, "DATA.DATASET", RECORDING_DATASET, "DATA.NUM_CLASSES",
+    return toy_cfg("video_finetune", output_dir, "DATA.DATASET", RECORDING_DATASET, "MODEL.NUM_CLASSES",
                    str(TEST_CLASSES), "TEST.CHECKPOINT_FILE_PATH", str(checkpoint))
 
 

@@ -53,7 +53,7 @@ def _tool():
 def test_tool_exports_a_training_run(tmp_path, monkeypatch, capsys):
     cfg = load_config(None, ["MODEL.NAME", "convvit_small_patch16", "MODEL.EMBED_DIM", "[16, 24, 32]",
                              "MODEL.DEPTH", "[1, 1, 2]", "MODEL.NUM_HEADS", "2", "MODEL.MLP_RATIO", "[2.0, 2.0, 2.0]",
-                             "DATA.NUM_CLASSES", "5", "DATA.TEST_CROP_SIZE", "32"])
+                             "MODEL.NUM_CLASSES", "5", "DATA.TEST_CROP_SIZE", "32"])
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text(cfg.dump())

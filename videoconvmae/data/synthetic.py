@@ -4,7 +4,7 @@ Each clip shows a textured square sliding over a static textured background; the
 direction of motion (``num_classes`` directions evenly spread over 360 degrees), the speed and
 start position are random. One frame cannot tell the class, a clip can. Written as real files:
 H.264 ``.mp4`` with Kinetics-style list files, and VP9 ``.webm`` with Something-Something-v2
-json annotations.
+json annotations. Both carry PySlowFast's ``classids.json`` (class name -> id).
 """
 import json
 import math
@@ -15,9 +15,12 @@ import av
 import numpy as np
 from tqdm import tqdm
 
+from common.data.class_names import write_class_ids
+
 KINETICS_SPLITS = ("train", "val", "test")
 SSV2_SPLITS = {"train": "train.json", "val": "validation.json"}
 SSV2_LABELS_FILE = "something-something-v2-labels.json"
+CLASS_IDS_FILE = "classids.json"
 CODECS = {".mp4": ("libx264", {"preset": "veryfast"}), ".webm": ("libvpx-vp9", {"deadline": "realtime", "cpu-used": "8"})}
 
 
@@ -120,9 +123,16 @@ def _template(label: int, num_classes: int) -> str:
     return f"Moving [something] towards {direction_degrees(label, num_classes)} degrees"
 
 
+def class_name(label: int, num_classes: int, fmt: str) -> str:
+    """The name of class ``label``: its folder name (kinetics) or its SSV2 label template."""
+    if fmt == "kinetics":
+        return f"direction_{direction_degrees(label, num_classes):03d}"
+    return _template(label, num_classes).replace("[", "").replace("]", "")
+
+
 def _write_ssv2_annotations(folder: Path, entries: Dict[str, List[dict]], num_classes: int) -> None:
     """Writes the labels json (template without brackets -> id string) and one json per split."""
-    labels = {_template(k, num_classes).replace("[", "").replace("]", ""): str(k) for k in range(num_classes)}
+    labels = {class_name(k, num_classes, "ssv2"): str(k) for k in range(num_classes)}
     (folder / SSV2_LABELS_FILE).write_text(json.dumps(labels, indent=1))
     for split, file_name in SSV2_SPLITS.items():
         (folder / file_name).write_text(json.dumps(entries[split], indent=1))
@@ -181,7 +191,7 @@ def write_motion_dataset(folder: Path, fmt: str, *, num_classes: int, clips_per_
             background=background, square=square, square_size=square_size,
         )
         if fmt == "kinetics":
-            relative = f"{split}/direction_{direction_degrees(label, num_classes):03d}/{number:05d}.mp4"
+            relative = f"{split}/{class_name(label, num_classes, fmt)}/{number:05d}.mp4"
             write_video(folder / relative, frames, fps=fps)
             lists[split].append(f"{relative} {label}")
         else:
@@ -196,4 +206,5 @@ def write_motion_dataset(folder: Path, fmt: str, *, num_classes: int, clips_per_
             (folder / f"{split}.csv").write_text("\n".join(lists[split]) + "\n")
     else:
         _write_ssv2_annotations(folder, lists, num_classes)
+    write_class_ids(str(folder / CLASS_IDS_FILE), {class_name(k, num_classes, fmt): k for k in range(num_classes)})
     return folder

@@ -1,0 +1,66 @@
+"""Command line shared by ``tools/predict.py`` and ``tools/extract_features.py``: which model to
+load, which files to read, and the process set-up (logging, ranks, user errors)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Tuple
+
+from common.engine.cli import exit_with_user_error
+from common.engine.distributed import DistInfo, init_distributed, shutdown_distributed
+from common.engine.inference import LoadedModel, collect_inputs, load_run, read_input_list
+from common.errors import UserError
+from common.process_settings import configure_process
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--run``, ``--checkpoint``, ``--model``, ``--batch-size``, ``--workers``."""
+    # --run-dir: the same, for torchrun, whose own parser reads --run as an abbreviation of its --run-path.
+    parser.add_argument("--run", "--run-dir", dest="run",
+                        help="the run's OUTPUT_DIR (config.yaml + checkpoint-last.pth); under torchrun write --run-dir")
+    parser.add_argument("--checkpoint", help="checkpoint file (default: the run's checkpoint-last.pth)")
+    parser.add_argument("--model", help="registered model name, for a checkpoint that stores no config "
+                                        "(e.g. an official ConvMAE file)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="files per forward pass (default: the run's TEST.BATCH_SIZE)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data-loader workers (default: the run's DATA_LOADER.NUM_WORKERS)")
+
+
+def check_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not args.run and not args.checkpoint:
+        parser.error("give --run OUTPUT_DIR or --checkpoint FILE")
+
+
+def load_from_args(args: argparse.Namespace, dist: DistInfo, **extra: Any) -> LoadedModel:
+    """``load_run`` with the command line's model and loader settings (``extra``: more config keys)."""
+    overrides: Dict[str, Any] = dict(extra)
+    if args.batch_size is not None:
+        overrides["TEST.BATCH_SIZE"] = args.batch_size * dist.world_size  # TEST.BATCH_SIZE is global
+    if args.workers is not None:
+        overrides["DATA_LOADER.NUM_WORKERS"] = args.workers
+    return load_run(args.run, checkpoint=args.checkpoint, model_name=args.model, overrides=overrides,
+                    device=dist.device)
+
+
+def input_files(inputs: List[str], list_file: str, loaded: LoadedModel) -> List[Tuple[str, str]]:
+    """(path, relative path) of the inputs, or of the files of ``list_file``."""
+    return collect_inputs(read_input_list(list_file) if list_file else inputs, loaded.modality)
+
+
+@contextmanager
+def tool_process() -> Iterator[DistInfo]:
+    """Set-up of an inference tool: process settings, INFO logging on the main rank, the process
+    group under torchrun (left at the end); a ``UserError`` exits with status 2 and its message."""
+    configure_process()
+    dist = init_distributed("auto")
+    logging.basicConfig(level=logging.INFO if dist.is_main else logging.WARNING, format="%(message)s",
+                        stream=sys.stderr)
+    try:
+        yield dist
+    except UserError as err:
+        exit_with_user_error(err)
+    finally:
+        shutdown_distributed()

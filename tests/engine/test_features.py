@@ -1,0 +1,160 @@
+"""Encoder features: clip and window modes, pretraining and classifier runs, resume, 2 ranks."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from common.checkpoint import load_pretrained_into_classifier, safe_load
+from common.config import config_from_yaml
+from common.data import build_dataset
+from common.engine.builders import build_model
+from common.engine.features import embed, extract_clip_features, extract_window_features
+from common.engine.inference import load_run
+from tests.engine.inference_runs import NO_WORKERS, REPO, tool, trained_runs, write_motion_video  # noqa: F401
+from tests.engine.toy_data import real_cfg
+from videoconvmae.data import CentreViewTransform, build_decoder
+from videoconvmae.data.windows import window_count
+
+
+def _cfg(run):
+    return config_from_yaml((run / "config.yaml").read_text(), "config.yaml")
+
+
+def _reference_encoder(run):
+    """The run's encoder built independently: a classifier loaded as the job loads it; for a
+    pretraining run, one without head and with the encoder's ``norm`` (global_pool off)."""
+    cfg, path = _cfg(run), run / "checkpoint-last.pth"
+    weights = safe_load(path)
+    if "decoder_pred.weight" in weights["model"]:
+        cfg.defrost()
+        cfg.MODEL.NAME, cfg.MODEL.NUM_CLASSES, cfg.MODEL.GLOBAL_POOL = "video_convvit_small_patch16", 0, False
+        model = build_model(cfg, pretraining=False, crop_size=cfg.DATA.TEST_CROP_SIZE)
+        missing, unexpected = load_pretrained_into_classifier(model, weights)
+        assert not missing and not unexpected
+    else:
+        model = build_model(cfg, pretraining=False, crop_size=cfg.DATA.TEST_CROP_SIZE)
+        model.load_state_dict(weights["model"])
+    return model.eval(), cfg
+
+
+def _views(item, cfg):
+    shape = (1, -1, 1, 1, 1)
+    mean, std = torch.tensor(cfg.DATA.MEAN).view(shape), torch.tensor(cfg.DATA.STD).view(shape)
+    return ((item["video"].double() / 255 - mean) / std).float()
+
+
+@pytest.mark.parametrize("run", ["ft", "pre"])
+def test_clip_features_are_the_view_average_of_the_encoder(trained_runs, video_data, run):
+    loaded = load_run(trained_runs[run], overrides=NO_WORKERS)
+    assert loaded.pretraining == (run == "pre")
+    reference, cfg = _reference_encoder(trained_runs[run])
+    dataset = build_dataset(real_cfg("video_finetune", trained_runs[run], video_data), "test")
+    paths = [dataset[i]["path"] for i in range(len(dataset))]
+    result = extract_clip_features(loaded, paths)
+    assert result.paths == paths and result.features.shape == (3, 32) and not result.errors
+    with torch.no_grad():
+        expected = np.stack([reference.forward_features(_views(dataset[i], cfg)).mean(dim=0).numpy()
+                             for i in range(len(dataset))])
+    np.testing.assert_allclose(result.features, expected, atol=1e-5)
+    grid = extract_clip_features(loaded, paths[:1], pool="none").features
+    assert grid.shape == (1, 2, 2, 2, 32)  # 4 frames / tubelet 2, 32 px / stride 16
+
+
+def test_window_features_equal_a_single_clip_forward_on_each_window(trained_runs, video_data):
+    loaded = load_run(trained_runs["pre"], overrides=NO_WORKERS)
+    reference, cfg = _reference_encoder(trained_runs["pre"])
+    path = sorted(str(p) for p in (video_data / "test").rglob("*.mp4"))[0]  # 24 frames at 30 fps
+    result = extract_window_features(loaded, path, window_stride=1, batch_size=2)  # windows cross batches
+    # 24 frames at sampling rate 4: 6 sampled frames; windows of 4, stride 1: 3 windows.
+    assert result.features.shape == (3, 32) and result.num_frames == 24 and result.fps == 30.0
+    assert result.start_frames == [0, 4, 8] and result.start_seconds == pytest.approx([0.0, 4 / 30, 8 / 30])
+    decoder = build_decoder("decord")
+    centre = CentreViewTransform(crop_size=32, mean=cfg.DATA.MEAN, std=cfg.DATA.STD)
+    for k in range(3):
+        frames = [torch.arange(4) * 4 + 4 * k]  # window k: sampled frames k..k+3 = source frames 4k, 4k+4, ...
+        clip = centre(decoder.decode(path, lambda n, f=frames: f).clip(0))
+        with torch.no_grad():
+            expected = reference.forward_features(clip[None])[0].numpy()
+        np.testing.assert_allclose(result.features[k], expected, atol=1e-5)
+    grid = extract_window_features(loaded, path, window_stride=2, pool="none")
+    assert grid.features.shape == (2, 2, 2, 2, 32)
+    x = torch.randn(2, 3, 4, 32, 32)
+    assert torch.allclose(embed(loaded.model, x), reference.forward_features(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("frames, window, stride, rate, expected", [
+    (24, 4, 1, 4, 3), (24, 4, 2, 4, 2), (10, 4, 1, 4, 1), (40, 4, 3, 4, 3), (1800, 16, 8, 1, 224), (1801, 16, 8, 1, 224),
+    (1808, 16, 8, 1, 225)])
+def test_window_count_formula(frames, window, stride, rate, expected):
+    sampled = (frames - 1) // rate + 1  # source frames 0, rate, 2 rate, ... below `frames`
+    assert expected == max(sampled - window, 0) // stride + 1
+    assert window_count(frames, window_frames=window, window_stride=stride, sampling_rate=rate) == expected
+
+
+def test_extract_tool_window_mode_resumes_and_lists_bad_files(trained_runs, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    write_motion_video(videos / "a" / "long.webm", num_frames=40)  # 10 sampled frames
+    write_motion_video(videos / "short.mp4", num_frames=10)  # 3 sampled frames: one window
+    (videos / "broken.mp4").write_bytes(b"\x00" * 100)
+    out = tmp_path / "features"
+    args = ["--run", trained_runs["ft"], "--workers", 0, "--output", out, "--window-stride", 3, videos]
+    first = tool("extract_features", *args)
+    assert (first["written"], first["skipped"], first["failed"]) == (2, 0, 1)
+    assert str(videos / "broken.mp4") in first["failed_files"]
+    long = np.load(out / "a" / "long.webm.npy")
+    assert long.shape == (3, 32) and np.load(out / "short.mp4.npy").shape == (1, 32)  # (10 - 4) // 3 + 1 = 3
+    times = json.loads((out / "a" / "long.webm.json").read_text())
+    assert times["start_seconds"] == pytest.approx([0.0, 12 / 30, 24 / 30]) and times["start_frames"] == [0, 12, 24]
+    stamp = os.stat(out / "a" / "long.webm.npy").st_mtime_ns
+    second = tool("extract_features", *args)
+    assert (second["written"], second["skipped"], second["failed"]) == (0, 2, 1)
+    assert os.stat(out / "a" / "long.webm.npy").st_mtime_ns == stamp
+    assert "unreadable: " + str(videos / "broken.mp4") in capsys.readouterr().out
+    longer = tool("extract_features", "--run", trained_runs["pre"], "--workers", 0, "--output", tmp_path / "w8",
+                  "--window-frames", 8, "--window-stride", 2, "--pool", "none", videos / "a")
+    assert longer["written"] == 1 and np.load(tmp_path / "w8" / "long.webm.npy").shape == (2, 4, 2, 2, 32)
+
+
+def test_extract_tool_clip_mode_and_rerun(trained_runs, video_data, tmp_path):
+    out = tmp_path / "clips"
+    args = ["--run", trained_runs["pre"], "--workers", 0, "--output", out, video_data / "test"]
+    assert tool("extract_features", *args)["written"] == 3
+    rows = list(csv.DictReader((out / "index.csv").open()))
+    expected = extract_clip_features(load_run(trained_runs["pre"], overrides=NO_WORKERS), [r["path"] for r in rows])
+    np.testing.assert_array_equal(np.load(out / "features.npy"), expected.features)
+    assert tool("extract_features", *args)["skipped"] == 3
+
+
+def _torchrun(tool_name, *args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(REPO / "tools" / f"{tool_name}.py"), *map(str, args)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.slow
+def test_two_ranks_predict_and_extract_each_file_once(trained_runs, video_data, tmp_path):
+    """torchrun with 2 CPU ranks (gloo): 3 videos + 1 broken file; one merged JSONL, each window
+    output written by exactly one rank."""
+    (tmp_path / "broken.mp4").write_bytes(b"junk")
+    inputs = [video_data / "test", tmp_path / "broken.mp4"]
+    out = _torchrun("predict", "--run-dir", trained_runs["ft"], "--workers", 0, "--output", tmp_path / "p.jsonl", *inputs,
+                    cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(records) == 4 and len({r["path"] for r in records}) == 4
+    assert [bool(r["error"]) for r in records] == [False, False, False, True]
+    assert out.stdout.count("predictions written") == 1  # the main rank reports
+    out = _torchrun("extract_features", "--run-dir", trained_runs["pre"], "--workers", 0, "--output", tmp_path / "w",
+                    "--window-stride", 2, *inputs, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (summary["written"], summary["failed"]) == (3, 1)  # 3 videos over 2 ranks: a video twice would give 4
+    assert len(list((tmp_path / "w").rglob("*.npy"))) == 3 and out.stdout.count('"written"') == 1
