@@ -126,23 +126,23 @@ def test_a_build_killed_midway_leaves_no_folder_and_the_rerun_builds_it(tmp_path
 
 
 def test_synthetic_dataset_interrupted_while_generating_is_regenerated(tmp_path, monkeypatch):
-    import videoconvmae.data.synthetic as synthetic
-    real = synthetic.make_synthetic_video_dataset
+    import videoconvmae.modality as video_modality
+    real = video_modality.write_motion_dataset
 
-    def tiny(root, **kwargs):  # the demo's dataset in miniature: 1 clip per class and split, 8 small frames
-        return real(root, **{**kwargs, "clips_per_class": (1, 1, 1), "num_frames": 8, "height": 32, "width": 32})
+    def tiny(folder, fmt, **kwargs):  # the demo's dataset in miniature: 1 clip per class and split, 8 small frames
+        return real(folder, fmt, **{**kwargs, "clips_per_class": (1, 1, 1), "num_frames": 8, "height": 32, "width": 32})
 
-    def killed(root, **kwargs):
-        tiny(root, **kwargs)
-        os.remove(os.path.join(root, kwargs["formats"][0], "train.csv"))  # as if killed before the lists
+    def killed(folder, fmt, **kwargs):
+        tiny(folder, fmt, **kwargs)
+        os.remove(os.path.join(folder, "train.csv"))  # as if killed before the lists
         raise KeyboardInterrupt
     cfg = toy_cfg("video_pretrain", tmp_path / "out", "DATA.DATASET", "kinetics",
                   "DATA.PATH_TO_DATA_DIR", str(tmp_path / "data" / "kinetics"))
-    monkeypatch.setattr(synthetic, "make_synthetic_video_dataset", killed)
+    monkeypatch.setattr(video_modality, "write_motion_dataset", killed)
     with pytest.raises(KeyboardInterrupt):
         cli.ensure_synthetic_dataset(cfg)
     assert not (tmp_path / "data" / "kinetics").exists()
-    monkeypatch.setattr(synthetic, "make_synthetic_video_dataset", tiny)
+    monkeypatch.setattr(video_modality, "write_motion_dataset", tiny)
     cli.ensure_synthetic_dataset(cfg)
     folder = tmp_path / "data" / "kinetics"
     assert sorted(p.name for p in folder.glob("*.csv")) == ["test.csv", "train.csv", "val.csv"]
