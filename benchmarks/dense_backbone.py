@@ -10,12 +10,12 @@ Three ``features_only`` ConvMAE-B backbones, batch 1:
 - ``plain``: stage 3 all global attention without any bias (the plain backbone, as for
   segmentation): ``window_over_plain_*``.
 
-``--mode forward`` (eval mode, no grad). Time: in one process the variants alternate, repetition after repetition, and the medians
-of wall and CPU time (``time.process_time``, all threads of this process; less sensitive to
-other jobs on a shared machine) are compared. Memory: a fresh subprocess per variant and size
-builds the model, then measures the peak resident set of its first forward above the
-resident set just before it (``VmHWM`` reset through
-``/proc/self/clear_refs``; glibc serves allocations of 64 KiB or more with mmap, so freed
+``--mode forward`` (eval mode, no grad). Time: in one process the variants alternate,
+repetition after repetition, and the medians of wall and CPU time (``time.process_time``, all
+threads of this process; less sensitive to other jobs on a shared machine) are compared.
+Memory: a fresh subprocess per variant and size builds the model, then measures the peak
+resident set of its first forward above the resident set just before it (``VmHWM`` reset
+through ``/proc/self/clear_refs``; glibc serves allocations of 64 KiB or more with mmap, so freed
 tensors leave the resident set at once): the forward's activations and temporaries, weights
 excluded. Linux only for memory.
 
@@ -26,13 +26,14 @@ for backward, backward temporaries and the parameter gradients; weights excluded
 autograd saves for backward (parameters excluded: exact, independent of the allocator), and
 the median CPU and wall seconds of a step. Autograd keeps every block's attention weights, so
 memory is a sum over blocks, not a maximum as in the forward. All-global training at 1024
-keeps 11 x 768 MiB of attention weights alone (~17 GiB in all), so on a 24 GiB machine train
-at 768; the subprocess's address space is limited (``--mem-limit-gib`` above its size after
-building the model) so a size too large fails cleanly instead of exhausting the machine.
+keeps 11 x 768 MiB of attention weights alone (~14 GiB saved for backward in all, extrapolated
+from 768), so on a shared 24 GiB machine train at 768. The subprocess's address space is
+limited (``--mem-limit-gib`` above its size after building the model): a size too large fails
+cleanly instead of exhausting the machine.
 
 The last line is one JSON object. Examples (the figures in the README)::
 
-    python benchmarks/dense_backbone.py --sizes 512 1024 --repeats 3 --threads 2
+    python benchmarks/dense_backbone.py --sizes 512 1024 --repeats 2 --threads 2
     python benchmarks/dense_backbone.py --mode train --sizes 512 768 --repeats 1 --threads 2
 """
 from __future__ import annotations
@@ -94,6 +95,11 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current resident set
+
+
 def forward_peak_mib(variant: str, size: int) -> Dict[str, float]:
     """(In the measuring subprocess.) Peak resident memory of one forward above its start
     (CPU kernels allocate nothing lazily that a warm-up forward would have to cache)."""
@@ -105,11 +111,6 @@ def forward_peak_mib(variant: str, size: int) -> Dict[str, float]:
         model(x)
         peak = _status_kib("VmHWM")
     return {"forward_peak_mib": (peak - before) / 1024, "process_peak_mib": peak / 1024}
-
-
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset VmHWM to the current resident set
 
 
 def train_loss(features: Iterable[torch.Tensor]) -> torch.Tensor:
@@ -169,8 +170,9 @@ def measure(variant: str, size: int, args: argparse.Namespace) -> Dict[str, floa
            "--mem-limit-gib", str(args.mem_limit_gib)]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if run.returncode != 0:
-        limit = f" (address space limited to {args.mem_limit_gib} GiB above the built model)" * (args.mode == "train")
-        raise RuntimeError(f"{args.mode} measurement of {variant} at {size}x{size} failed{limit}:\n{run.stderr[-2000:]}")
+        limit = f" (address space limited to {args.mem_limit_gib} GiB above the built model)"
+        raise RuntimeError(f"{args.mode} measurement of {variant} at {size}x{size} failed"
+                           f"{limit if args.mode == 'train' else ''}:\n{run.stderr[-2000:]}")
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
