@@ -34,7 +34,7 @@ cleanly instead of exhausting the machine.
 The last line is one JSON object. Examples (the figures in the README)::
 
     python benchmarks/dense_backbone.py --sizes 512 1024 --repeats 2 --threads 2
-    python benchmarks/dense_backbone.py --mode train --sizes 512 768 --repeats 1 --threads 2
+    python benchmarks/dense_backbone.py --mode train --sizes 512 768 --repeats 2 --threads 2
 """
 from __future__ import annotations
 
