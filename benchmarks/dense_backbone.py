@@ -54,6 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import imageconvmae.models  # noqa: E402,F401  registers the models
 from common.models import CONVVIT_SIZES, create_model  # noqa: E402
+from common.process_settings import configure_process  # noqa: E402
 
 MODEL = "convvit_base_patch16"
 WINDOW = 7
@@ -210,6 +211,7 @@ def forward_figures(size: int, args: argparse.Namespace) -> Dict[str, float]:
 
 
 def main() -> None:
+    configure_process()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("forward", "train"), default="forward")
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])

@@ -29,7 +29,8 @@ def test_an_explicit_huge_page_setting_wins():
 
 def test_the_tools_and_benchmarks_configure_the_process():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for path in ["common/engine/cli.py", "tools/demo.py", "benchmarks/engine_overhead.py", "benchmarks/data_throughput.py",
-                 "benchmarks/pretrain_step.py"]:
+    for path in ["common/engine/cli.py", "tools/demo.py", *sorted(f"benchmarks/{name}" for name in
+                                                                   os.listdir(os.path.join(repo, "benchmarks"))
+                                                                   if name.endswith(".py") and name != "__init__.py")]:
         with open(os.path.join(repo, path)) as f:
             assert "configure_process()" in f.read(), path
