@@ -1,5 +1,6 @@
-"""Every ```python block of README.md runs as written: standalone, in a fresh interpreter, from
-an empty folder, with only the repository on the path."""
+"""Every ```python block of README.md runs as written: standalone, in a fresh interpreter, from a
+folder that looks like a checkout to it (``configs/`` linked in, nothing else), with only the
+repository on the path; what a block writes stays in that temp folder."""
 from __future__ import annotations
 
 import os
@@ -44,5 +45,6 @@ def test_a_raising_block_is_reported(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("code", README_BLOCKS, ids=[f"block{i + 1}" for i in range(len(README_BLOCKS))])
 def test_readme_python_block_runs(code, tmp_path):
+    os.symlink(ROOT / "configs", tmp_path / "configs")  # the README's commands run from the repo root
     result = run_block(code, tmp_path)
     assert result.returncode == 0, f"README block failed:\n{code}\n--- stderr ---\n{result.stderr[-3000:]}"

@@ -53,16 +53,17 @@ def encoder_tokens(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def embed(model: nn.Module, x: torch.Tensor, pool: str = "mean") -> torch.Tensor:
     """Features of inputs (N, C, *input_size): ``pool="mean"`` -> (N, C3), the classifier's
-    pooled features (``forward_features``: ``fc_norm`` of the mean token with global pooling, else
+    pooled features (``forward_head(forward_features(x), pre_logits=True)``: ``fc_norm`` of the mean
+    token with global pooling, else
     the mean of the ``norm``-ed tokens, as for a pretraining encoder); ``pool="none"`` -> the
     normalised token grid (N, *grid, C3)."""
     if pool not in POOLS:
         raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
     tokens = encoder_tokens(model, x)
-    global_pool = getattr(model, "global_pool", False)
+    fc_norm = getattr(model, "use_fc_norm", False)  # a classifier built with global pooling
     if pool == "mean":
-        return model.fc_norm(tokens.mean(dim=1)) if global_pool else model.norm(tokens).mean(dim=1)
-    normed = model.fc_norm(tokens) if global_pool else model.norm(tokens)
+        return model.fc_norm(tokens.mean(dim=1)) if fc_norm else model.norm(tokens).mean(dim=1)
+    normed = model.fc_norm(tokens) if fc_norm else model.norm(tokens)
     return normed.reshape(x.shape[0], *model.grid, normed.shape[-1])
 
 

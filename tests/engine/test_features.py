@@ -44,6 +44,11 @@ def _reference_encoder(run):
     return model.eval(), cfg
 
 
+def _pooled(reference, x):
+    """The classifier's pre-logits features through its timm interface."""
+    return reference.forward_head(reference.forward_features(x), pre_logits=True)
+
+
 def _views(item, cfg):
     shape = (1, -1, 1, 1, 1)
     mean, std = torch.tensor(cfg.DATA.MEAN).view(shape), torch.tensor(cfg.DATA.STD).view(shape)
@@ -60,7 +65,7 @@ def test_clip_features_are_the_view_average_of_the_encoder(trained_runs, video_d
     result = extract_clip_features(loaded, paths)
     assert result.paths == paths and result.features.shape == (3, 32) and not result.errors
     with torch.no_grad():
-        expected = np.stack([reference.forward_features(_views(dataset[i], cfg)).mean(dim=0).numpy()
+        expected = np.stack([_pooled(reference, _views(dataset[i], cfg)).mean(dim=0).numpy()
                              for i in range(len(dataset))])
     np.testing.assert_allclose(result.features, expected, atol=1e-5)
     grid = extract_clip_features(loaded, paths[:1], pool="none").features
@@ -81,12 +86,12 @@ def test_window_features_equal_a_single_clip_forward_on_each_window(trained_runs
         frames = [torch.arange(4) * 4 + 4 * k]  # window k: sampled frames k..k+3 = source frames 4k, 4k+4, ...
         clip = centre(decoder.decode(path, lambda n, f=frames: f).clip(0))
         with torch.no_grad():
-            expected = reference.forward_features(clip[None])[0].numpy()
+            expected = _pooled(reference, clip[None])[0].numpy()
         np.testing.assert_allclose(result.features[k], expected, atol=1e-5)
     grid = extract_window_features(loaded, path, window_stride=2, pool="none")
     assert grid.features.shape == (2, 2, 2, 2, 32)
     x = torch.randn(2, 3, 4, 32, 32)
-    assert torch.allclose(embed(loaded.model, x), reference.forward_features(x), atol=1e-5)
+    assert torch.allclose(embed(loaded.model, x), _pooled(reference, x), atol=1e-5)
 
 
 @pytest.mark.parametrize("frames, window, stride, rate, expected", [
