@@ -235,7 +235,7 @@ def plot_finetune_comparison(logs: Mapping[str, Path], png_path: Path) -> Path:
     for label, points in series.items():
         if not points:
             raise ValueError(f"{logs[label]} ({label}) has no '{VAL_TOP1_KEY}' records: was the run validated?")
-    fig, (ax,) = _new_figure(1, f"finetuning: validation top-1 per epoch ({' vs '.join(logs)})")
+    fig, (ax,) = _new_figure(1, f"validation top-1: {' vs '.join(logs)}")
     for label, points in series.items():
         ax.plot(*zip(*points), marker="o", label=label)
     ax.set_ylabel("validation top-1 (%)")
