@@ -43,15 +43,19 @@ def write_class_ids(path: str, class_ids: Dict[str, int]) -> None:
 
 
 def read_class_ids(path: str) -> Dict[str, int]:
-    """``{name: id}`` from ``path``; ClassNamesError naming the file when it is not a json
-    object of name -> id with ids 0..N-1."""
+    """``{name: id}`` from ``path``: PySlowFast's ``classids.json``, or SSV2's labels json (the same
+    form with ids as strings); ClassNamesError naming the file when it cannot be read or is not a
+    json object of name -> id with ids 0..N-1."""
     try:
         with open(path, encoding="utf-8-sig") as f:
             class_ids = json.load(f)
+    except OSError as error:
+        raise ClassNamesError(f"{path}: cannot read class names ({error.strerror})") from None
     except json.JSONDecodeError as error:
         raise ClassNamesError(f"{path}: not valid json ({error})") from None
     if not isinstance(class_ids, dict):
         raise ClassNamesError(f"{path}: expected a json object {{\"class name\": id}}, got {type(class_ids).__name__}")
+    class_ids = {name: int(i) if isinstance(i, str) and i.isdigit() else i for name, i in class_ids.items()}
     check_class_ids(class_ids, path)
     return class_ids
 

@@ -9,7 +9,6 @@ job's dataset, loader and view averaging (multi-view for videos), sharded over r
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from common.checkpoint import (PRETRAIN_ONLY_PREFIXES, CheckpointError, classifi
                                model_state_dict, safe_load)
 from common.config import RESOLVED_CONFIG_NAME, ConfigError, config_from_yaml, get_cfg, merge_checked
 from common.data import batch_inputs
-from common.data.class_names import ClassNamesError, class_names_by_id
+from common.data.class_names import ClassNamesError, read_class_names
 from common.engine.builders import attach_probe_head, build_eval_loader, build_model, has_probe_head
 from common.engine.checkpointing import find_resume_checkpoint
 from common.engine.distributed import DistInfo, all_gather_objects
@@ -227,25 +226,6 @@ def class_names_file(cfg: CfgNode) -> Optional[str]:
     return default if cfg.DATA.PATH_TO_DATA_DIR and os.path.isfile(default) else None
 
 
-def read_class_names_file(path: str) -> List[str]:
-    """Names by id from a ``{"class name": id}`` json: PySlowFast's ``classids.json`` or SSV2's
-    labels json (ids as strings); ClassNamesError naming the file when it does not fit."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            class_ids = json.load(f)
-    except OSError as error:
-        raise ClassNamesError(f"{path}: cannot read class names ({error})") from None
-    except json.JSONDecodeError as error:
-        raise ClassNamesError(f"{path}: not valid json ({error})") from None
-    if not isinstance(class_ids, dict):
-        raise ClassNamesError(f"{path}: expected a json object {{\"class name\": id}}, got {type(class_ids).__name__}")
-    as_ints = {name: int(i) if isinstance(i, str) and i.isdigit() else i for name, i in class_ids.items()}
-    try:
-        return class_names_by_id(as_ints)
-    except ClassNamesError as error:
-        raise ClassNamesError(f"{path}: {error}") from None
-
-
 def class_names_of_config(cfg: CfgNode) -> Optional[List[str]]:
     """The class names of a run (index = class id), or None when it names no file or the file
     does not fit (not a ``{"class name": id}`` json, or not ``MODEL.NUM_CLASSES`` names: logged
@@ -254,7 +234,7 @@ def class_names_of_config(cfg: CfgNode) -> Optional[List[str]]:
     if path is None:
         return None
     try:
-        names = read_class_names_file(path)
+        names = read_class_names(path)
     except ClassNamesError as error:
         logger.warning("class names not used: %s", error)
         return None

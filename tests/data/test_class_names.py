@@ -36,7 +36,7 @@ def test_names_by_id_inverts_the_mapping():
     [
         ({"a": 0, "b": 2}, "missing [1]"),
         ({"a": 0, "b": 0}, "repeated [0]"),
-        ({"a": "0"}, "class 'a' has id '0', expected an integer"),
+        ({"a": "first"}, "class 'a' has id 'first', expected an integer"),  # digit strings (SSV2's labels json) are read as ids
         (["a", "b"], "expected a json object"),
     ],
 )
@@ -60,3 +60,9 @@ def test_writing_bad_ids_is_refused_and_writes_nothing(tmp_path):
     with pytest.raises(ClassNamesError, match=re.escape(str(path))):
         write_class_ids(str(path), {"a": 1})
     assert not path.exists()
+
+
+def test_ssv2_labels_json_with_string_ids_reads_as_class_names(tmp_path):
+    path = tmp_path / "something-something-v2-labels.json"
+    path.write_text('{"Pushing something": "1", "Holding something": "0"}')
+    assert read_class_names(str(path)) == ["Holding something", "Pushing something"]

@@ -11,7 +11,8 @@ from common.checkpoint import CheckpointError, safe_load
 from common.config import config_from_yaml
 from common.data import build_dataset
 from common.engine.builders import build_model
-from common.engine.inference import collect_inputs, load_run, predict_files, read_class_names_file
+from common.data.class_names import read_class_names
+from common.engine.inference import collect_inputs, load_run, predict_files
 from common.errors import UserError
 from common.models import create_model
 from common.engine.jobs import run_job
@@ -131,11 +132,11 @@ def test_wrong_files_give_clear_errors(tmp_path, trained_runs):
 def test_class_names_files(tmp_path):
     ssv2 = tmp_path / "labels.json"
     ssv2.write_text(json.dumps({"Pushing something": "1", "Holding something": "0"}))
-    assert read_class_names_file(str(ssv2)) == ["Holding something", "Pushing something"]
+    assert read_class_names(str(ssv2)) == ["Holding something", "Pushing something"]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"a": 0, "b": 5}))
     with pytest.raises(ValueError, match="bad.json"):
-        read_class_names_file(str(bad))
+        read_class_names(str(bad))
 
 
 def test_inputs_from_folders_and_files(tmp_path, video_data):
