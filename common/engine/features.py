@@ -16,8 +16,6 @@ import csv
 import io
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -32,7 +30,7 @@ from common.engine.distributed import DistInfo, all_gather_objects, barrier
 from common.engine.inference import LoadedModel, files_loader, local_dist
 from common.engine.progress import logged_progress
 from common.errors import UserError
-from common.files import atomic_write_text
+from common.files import atomic_write, atomic_write_text
 from common.modality import INDEX_KEY
 
 logger = logging.getLogger(__name__)
@@ -132,16 +130,8 @@ def extract_window_features(loaded: LoadedModel, path: str, *, window_stride: in
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temp name in ``path``'s folder, then rename: a reader sees all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """``np.save`` through the engine's one atomic writer: a reader sees all or nothing."""
+    atomic_write(path, lambda f: np.save(f, array))
 
 
 def window_output_paths(output_dir: Path, relative: str) -> Tuple[Path, Path]:
