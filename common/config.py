@@ -116,12 +116,19 @@ def load_config(cfg_file: Optional[str] = None, overrides: Sequence[str] = ()) -
     cfg = get_cfg()
     if cfg_file:
         merge_checked(cfg, dict(flatten_config(read_config_file(cfg_file))), source=cfg_file)
-    if len(overrides) % 2:
-        raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd list: {list(overrides)}")
-    pairs = {k: YacsCfgNode._decode_cfg_value(v) for k, v in zip(overrides[0::2], overrides[1::2])}
-    merge_checked(cfg, pairs, source="command line")
+    merge_checked(cfg, parse_overrides(overrides), source="command line")
     cfg.freeze()
     return cfg
+
+
+def parse_overrides(overrides: Sequence[Any]) -> Dict[str, Any]:
+    """``[KEY, VALUE, ...]`` -> ``{KEY: value}``; a string value is read as YAML (``1e-4``, ``[1, 2]``,
+    ``True``), other values are taken as they are. ``ConfigError`` for an odd list."""
+    overrides = list(overrides)
+    if len(overrides) % 2:
+        raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd list: {overrides}")
+    return {k: YacsCfgNode._decode_cfg_value(v) if isinstance(v, str) else v
+            for k, v in zip(overrides[0::2], overrides[1::2])}
 
 
 def read_config_file(path: str, *, referred_by: Sequence[str] = ()) -> Dict[str, Any]:

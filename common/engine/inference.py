@@ -18,11 +18,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from fvcore.common.config import CfgNode
 from torch import nn
-from yacs.config import CfgNode as YacsCfgNode
 
 from common.checkpoint import (PRETRAIN_ONLY_PREFIXES, CheckpointError, classifier_state_from_pretraining,
                                model_state_dict, safe_load)
-from common.config import RESOLVED_CONFIG_NAME, ConfigError, config_from_yaml, get_cfg, merge_checked
+from common.config import RESOLVED_CONFIG_NAME, config_from_yaml, get_cfg, merge_checked, parse_overrides
 from common.data import batch_inputs
 from common.data.class_names import ClassNamesError, read_class_names
 from common.engine.builders import attach_probe_head, build_eval_loader, build_model, has_probe_head
@@ -159,15 +158,7 @@ def _inferred_keys(weights: Mapping[str, torch.Tensor]) -> Dict[str, Any]:
 
 
 def _with_overrides(cfg: CfgNode, inferred: Mapping[str, Any], overrides: Overrides) -> CfgNode:
-    pairs = dict(inferred)
-    if isinstance(overrides, Mapping):
-        pairs.update(overrides)
-    else:
-        overrides = list(overrides)
-        if len(overrides) % 2:
-            raise ConfigError(f"overrides must be KEY VALUE pairs, got an odd list: {overrides}")
-        pairs.update({k: YacsCfgNode._decode_cfg_value(v) if isinstance(v, str) else v
-                      for k, v in zip(overrides[0::2], overrides[1::2])})
+    pairs = {**inferred, **(overrides if isinstance(overrides, Mapping) else parse_overrides(overrides))}
     if not pairs:
         return cfg
     cfg = cfg.clone()
