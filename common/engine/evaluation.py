@@ -50,11 +50,15 @@ def view_averaged_scores(model: nn.Module, inputs: torch.Tensor, *, input_ndim: 
     has_views = inputs.ndim == input_ndim + 1
     views = inputs.shape[1] if has_views else 1
     flat = inputs.flatten(0, 1) if has_views else inputs
-    chunks = flat.split(clips_per_forward) if clips_per_forward > 0 else (flat,)
     with precision.autocast():
-        logits = torch.cat([model(chunk).float() for chunk in chunks])
+        logits = torch.cat([model(chunk).float() for chunk in in_chunks(flat, clips_per_forward)])
     scores = logits.softmax(dim=-1)
     return scores.view(inputs.shape[0], views, -1).mean(dim=1)
+
+
+def in_chunks(inputs: torch.Tensor, size: int) -> Sequence[torch.Tensor]:
+    """``inputs`` split along dim 0 into pieces of at most ``size`` (0: one piece)."""
+    return inputs.split(size) if size > 0 else (inputs,)
 
 
 def batch_scores(model: nn.Module, batch: Dict[str, Any], *, inputs_of, device: torch.device, input_ndim: int,
@@ -63,7 +67,7 @@ def batch_scores(model: nn.Module, batch: Dict[str, Any], *, inputs_of, device: 
     ``clips_per_forward`` > 0 the batch's inputs are made (moved, normalised to float) and
     forwarded a few videos at a time, so memory grows with ``clips_per_forward`` (or one
     video's views, if more), not with the batch size."""
-    total = len(batch["label"])
+    total = len(batch[LABEL_KEY])
     start, videos, views, parts = 0, total if clips_per_forward <= 0 else 1, 1, []
     while start < total:
         inputs = inputs_of(_videos(batch, start, start + videos, total), device)

@@ -27,6 +27,7 @@ from torch import nn
 from common.data import batch_inputs
 from common.data.failures import SampleError
 from common.engine.distributed import DistInfo, all_gather_objects, barrier
+from common.engine.evaluation import in_chunks
 from common.engine.inference import LoadedModel, files_loader, local_dist
 from common.engine.progress import logged_progress
 from common.errors import UserError
@@ -79,15 +80,17 @@ class ClipFeatures:
 def extract_clip_features(loaded: LoadedModel, paths: Sequence[str], *, pool: str = "mean",
                           dist: Optional[DistInfo] = None) -> ClipFeatures:
     """One embedding per file, averaged over the test views (``TEST.NUM_ENSEMBLE_VIEWS`` x
-    ``TEST.NUM_SPATIAL_CROPS`` for videos); every rank gets all files' features."""
+    ``TEST.NUM_SPATIAL_CROPS`` for videos); every rank gets all files' features. At most
+    ``TEST.CLIPS_PER_FORWARD`` views go through the encoder at once, as in the test job."""
     dist = dist or local_dist(loaded)
     ndim = loaded.modality.input_ndim
+    per_forward = loaded.cfg.TEST.CLIPS_PER_FORWARD
     local: List[Tuple[int, str, Optional[np.ndarray], str]] = []
     for batch in logged_progress(files_loader(loaded, paths, dist), "clip features"):
         inputs = batch_inputs(batch, loaded.device)
         views = inputs.shape[1] if inputs.ndim == ndim + 1 else 1
         flat = inputs.flatten(0, 1) if inputs.ndim == ndim + 1 else inputs
-        features = embed(loaded.model, flat, pool).float()
+        features = torch.cat([embed(loaded.model, chunk, pool).float() for chunk in in_chunks(flat, per_forward)])
         features = features.view(inputs.shape[0], views, *features.shape[1:]).mean(dim=1).cpu().numpy()
         for i, error in enumerate(batch["error"]):
             local.append((int(batch[INDEX_KEY][i]), str(batch["path"][i]), None if error else features[i], error))

@@ -27,7 +27,7 @@ from common.data.class_names import ClassNamesError, read_class_names
 from common.engine.builders import attach_probe_head, build_eval_loader, build_model, has_probe_head
 from common.engine.checkpointing import find_resume_checkpoint
 from common.engine.distributed import DistInfo, all_gather_objects
-from common.engine.evaluation import view_averaged_scores
+from common.engine.evaluation import batch_scores
 from common.engine.precision import resolve_precision
 from common.engine.progress import logged_progress
 from common.engine.reconstruct import DECODER_KEY
@@ -273,7 +273,8 @@ def predict_files(loaded: LoadedModel, paths: Sequence[PathLike], *, topk: int =
     """Classify ``paths`` (files of the model's modality) as the test job does: all test views of
     a video from one decode, softmax scores averaged over the views. Under ``torchrun`` (``dist``
     with several ranks) each rank reads its shard and every rank gets all predictions, in the
-    order of ``paths``. A file that cannot be read has its ``error`` set; the others go on."""
+    order of ``paths``. A file that cannot be read has its ``error`` set; the others go on. At most
+    ``TEST.CLIPS_PER_FORWARD`` views go through the model at once, as in the test job."""
     if loaded.pretraining:
         raise UserError(f"{loaded.checkpoint} is a pretraining checkpoint: it has no classifier "
                         "(extract features with it, or finetune it first)")
@@ -281,11 +282,10 @@ def predict_files(loaded: LoadedModel, paths: Sequence[PathLike], *, topk: int =
     precision = resolve_precision(loaded.cfg.TRAIN.PRECISION, loaded.device)
     local: List[Prediction] = []
     for batch in logged_progress(files_loader(loaded, paths, dist), "predict"):
-        inputs = batch_inputs(batch, loaded.device)
-        scores = view_averaged_scores(loaded.model, inputs, input_ndim=loaded.modality.input_ndim,
-                                      precision=precision).cpu()
-        views = inputs.shape[1] if inputs.ndim == loaded.modality.input_ndim + 1 else 1
-        local.extend(_predictions(loaded, batch, scores, views, topk))
+        scores, views = batch_scores(loaded.model, batch, inputs_of=batch_inputs, device=loaded.device,
+                                     input_ndim=loaded.modality.input_ndim, precision=precision,
+                                     clips_per_forward=loaded.cfg.TEST.CLIPS_PER_FORWARD)
+        local.extend(_predictions(loaded, batch, scores.cpu(), views, topk))
     merged = [p for part in all_gather_objects(local) for p in part]
     return sorted(merged, key=lambda p: p.index)
 

@@ -161,3 +161,35 @@ def test_tools_document_themselves(name, capsys):
         tool(name, "--help")
     out = capsys.readouterr().out
     assert exit_info.value.code == 0 and "--run" in out and "--run-dir" in out and "--checkpoint" in out
+
+
+def _recorded_forwards(model):
+    """Batch sizes of every forward of ``model`` (and of its encoder stages), appended as they happen."""
+    sizes = []
+    model.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    return sizes
+
+
+def test_predict_and_clip_features_forward_at_most_test_clips_per_forward(trained_runs, video_data):
+    """The test job's bound on views per forward holds for predict and features too (3 videos x 6
+    views in one TEST.BATCH_SIZE batch of 2 videos = 12 clips), and the results do not change."""
+    from common.engine.features import extract_clip_features
+    videos = _test_videos(video_data)
+    whole = load_run(trained_runs["ft"], overrides={**NO_WORKERS, "TEST.CLIPS_PER_FORWARD": 0})
+    bounded = load_run(trained_runs["ft"], overrides={**NO_WORKERS, "TEST.CLIPS_PER_FORWARD": 4})
+    sizes = _recorded_forwards(bounded.model)
+    reference = predict_files(whole, videos, topk=3)
+    predicted = predict_files(bounded, videos, topk=3)
+    assert max(sizes) == 4 and sum(sizes) == 3 * 6
+    assert [[c["id"] for c in p.topk] for p in predicted] == [[c["id"] for c in p.topk] for p in reference]
+    for mine, theirs in zip(predicted, reference):
+        assert [c["score"] for c in mine.topk] == pytest.approx([c["score"] for c in theirs.topk], abs=1e-6)
+    pre = load_run(trained_runs["pre"], overrides={**NO_WORKERS, "TEST.CLIPS_PER_FORWARD": 4})
+    calls = []
+    original = pre.model.forward_conv_stages
+    pre.model.forward_conv_stages = lambda x: calls.append(len(x)) or original(x)
+    features = extract_clip_features(pre, videos).features
+    assert max(calls) == 4 and sum(calls) == 3 * 6
+    unbounded = load_run(trained_runs["pre"], overrides={**NO_WORKERS, "TEST.CLIPS_PER_FORWARD": 0})
+    torch.testing.assert_close(torch.from_numpy(features),
+                               torch.from_numpy(extract_clip_features(unbounded, videos).features), atol=1e-5, rtol=0)
