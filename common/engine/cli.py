@@ -3,23 +3,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import List, Optional, Sequence
 
 from fvcore.common.config import CfgNode
 
 from common.config import load_config
 from common.engine.config_checks import validate_config, world_size_from_env
-from common.engine.demo import ensure_synthetic_dataset
+from common.engine.demo import PRETRAIN_CONFIG, ensure_synthetic_dataset
 from common.engine.distributed import shutdown_distributed
 from common.engine.jobs import run_job
 from common.errors import UserError
 from common.process_settings import configure_process
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEMO_CONFIG_DIR = REPO_ROOT / "configs" / "demo"
 # `python tools/pretrain.py` with no arguments: the demo's pretraining stage (tools/demo.py, stage 1).
-DEMO_CONFIG = DEMO_CONFIG_DIR / "video_pretrain.yaml"
+DEMO_CONFIG = PRETRAIN_CONFIG
 USER_ERROR_EXIT_CODE = 2  # as argparse exits on a bad command line
 EXAMPLE_OPTS = {"test": "TEST.CHECKPOINT_FILE_PATH out/x/checkpoint-last.pth"}
 JOB_HELP = {
