@@ -28,7 +28,7 @@ from torch import nn  # noqa: E402
 
 from common.checkpoint import load_pretrained_into_classifier, model_state_dict, safe_load  # noqa: E402
 from common.engine import inference  # noqa: E402
-from common.engine.builders import attach_probe_head, has_probe_head  # noqa: E402
+from common.engine.builders import with_classifier_weights  # noqa: E402
 from common.export import EXPORT_FORMATS, export_model, load_exported, max_difference  # noqa: E402
 from common.models import create_model  # noqa: E402
 
@@ -62,22 +62,17 @@ def load_run(run_dir: Path) -> nn.Module:
     return loaded.model
 
 
-def load_classifier_weights(model: nn.Module, path: Path) -> None:
+def load_classifier_weights(model: nn.Module, path: Path) -> nn.Module:
     """All weights of a classifier checkpoint (a linear probe's head included), strictly."""
-    state = model_state_dict(safe_load(path))
-    if has_probe_head(state):
-        attach_probe_head(model)
     try:
-        model.load_state_dict(state, strict=True)
+        return with_classifier_weights(model, model_state_dict(safe_load(path)))
     except RuntimeError as err:
         raise SystemExit(f"{path}: not a checkpoint of this classifier: {err}") from None
 
 
 def load_named(name: str, checkpoint: Path, features_only: bool, kwargs: dict) -> nn.Module:
     if not features_only:
-        model = create_model(name, **kwargs)
-        load_classifier_weights(model, checkpoint)
-        return model
+        return load_classifier_weights(create_model(name, **kwargs), checkpoint)
     model = create_model(name, features_only=True, **kwargs)
     missing, _ = load_pretrained_into_classifier(model.model, checkpoint)
     if missing:

@@ -71,6 +71,15 @@ def has_probe_head(state_dict: Dict[str, torch.Tensor]) -> bool:
     return "head.1.weight" in state_dict
 
 
+def with_classifier_weights(model: nn.Module, weights: Dict[str, torch.Tensor]) -> nn.Module:
+    """``model`` (a classifier) holding all of ``weights``, strictly: a linear probe's weights get
+    the probe head first. Returns the model (the probe-head one if attached)."""
+    if has_probe_head(weights):
+        model = attach_probe_head(model)
+    model.load_state_dict(weights, strict=True)
+    return model
+
+
 def per_rank_batch(global_batch: int, dist: DistInfo, key: str) -> int:
     """``global_batch / world_size``; ValueError naming ``key`` if it does not divide."""
     if global_batch % dist.world_size or global_batch < dist.world_size:

@@ -21,7 +21,7 @@ from common.checkpoint import model_state_dict, safe_load
 from common.config import RESOLVED_CONFIG_NAME, save_config
 from common.data import batch_inputs, build_dataset, build_mixup
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
-                                    has_probe_head, train_sampler)
+                                    train_sampler, with_classifier_weights)
 from common.engine.config_checks import validate_config
 from common.engine.checkpointing import (LAST_CHECKPOINT, Position, find_resume_checkpoint, load_initial_weights,
                                          load_resume_state, resume_training_state, save_training_state,
@@ -249,10 +249,7 @@ def run_test(cfg: CfgNode, dist: DistInfo, dataset: Dataset) -> Dict[str, Any]:
     """Multi-view test of a classifier checkpoint; writes predictions.csv and test_results.json."""
     path = resolve_test_checkpoint(cfg)
     weights = model_state_dict(safe_load(path))
-    model = build_model(cfg, pretraining=False, crop_size=cfg.DATA.TEST_CROP_SIZE)
-    if has_probe_head(weights):
-        model = attach_probe_head(model)
-    model.load_state_dict(weights)
+    model = with_classifier_weights(build_model(cfg, pretraining=False, crop_size=cfg.DATA.TEST_CROP_SIZE), weights)
     model.to(dist.device)
     loader = build_eval_loader(cfg, dataset, dist)
     save_resolved_config(cfg, dist, TEST_CONFIG_NAME)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from common.engine.builders import attach_probe_head, build_model, model_kwargs, per_rank_batch
+from common.engine.builders import attach_probe_head, build_model, model_kwargs, per_rank_batch, with_classifier_weights
 from common.modality import modality_of_config
 from common.engine.checkpointing import (Position, epoch_checkpoint_name, find_resume_checkpoint,
                                          load_initial_weights, resume_training_state, save_training_state)
@@ -87,3 +87,17 @@ def test_resolve_test_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="TEST.CHECKPOINT_FILE_PATH"):
         resolve_test_checkpoint(toy_cfg("video_finetune", tmp_path))
     assert resolve_test_checkpoint(toy_cfg("video_finetune", tmp_path, "TEST.CHECKPOINT_FILE_PATH", "x.pth")) == "x.pth"
+
+
+def test_classifier_weights_load_strictly_with_a_probe_head_when_the_weights_have_one(tmp_path):
+    cfg = toy_cfg("video_linprobe", tmp_path)
+    probe = attach_probe_head(build_model(cfg, pretraining=False, crop_size=32))
+    loaded = with_classifier_weights(build_model(cfg, pretraining=False, crop_size=32), probe.state_dict())
+    assert isinstance(loaded.head, nn.Sequential)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in probe.state_dict().items())
+    plain = build_model(cfg, pretraining=False, crop_size=32)
+    assert isinstance(with_classifier_weights(build_model(cfg, pretraining=False, crop_size=32),
+                                              plain.state_dict()).head, nn.Linear)
+    incomplete = {k: v for k, v in plain.state_dict().items() if not k.startswith("head.")}
+    with pytest.raises(RuntimeError, match="head.weight"):
+        with_classifier_weights(build_model(cfg, pretraining=False, crop_size=32), incomplete)
