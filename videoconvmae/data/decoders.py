@@ -41,7 +41,8 @@ class DecordVideo:
         return batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch.asnumpy())
 
 
-def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The first video stream of an open PyAV container; ValueError when it has none."""
     if not container.streams.video:
         raise ValueError("no video stream")
     return container.streams.video[0]
@@ -52,7 +53,7 @@ def count_frames_pyav(path: str) -> int:
     truncated file counts the packets read before the damage."""
     count = 0
     with av.open(path) as container:
-        stream = _video_stream(container)
+        stream = video_stream(container)
         try:
             for packet in container.demux(stream):
                 count += packet.size > 0
@@ -74,7 +75,7 @@ class PyAVVideo:
         wanted_set, last = set(wanted), max(wanted)
         frames: Dict[int, np.ndarray] = {}
         with av.open(self.path) as container:
-            stream = _video_stream(container)
+            stream = video_stream(container)
             stream.codec_context.thread_count = self.num_threads
             try:
                 for number, frame in enumerate(container.decode(stream)):

@@ -43,6 +43,7 @@ from common.data.class_names import class_ids_for, write_class_ids
 from common.files import atomic_write_text
 
 from .annotations import VIDEO_EXTENSIONS, read_folder_per_class, read_path_label_list
+from .decoders import video_stream
 
 logger = logging.getLogger(__name__)
 
@@ -154,12 +155,6 @@ def resample(timed: Iterator[Tuple[av.VideoFrame, float]], fps: Optional[float],
 # ---------------------------------------------------------------- one video
 
 
-def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
-    if not container.streams.video:
-        raise ValueError("no video stream")
-    return container.streams.video[0]
-
-
 def source_rate(stream: av.video.stream.VideoStream) -> Fraction:
     """The source's average frame rate (guessed when the header has none; 30 at worst)."""
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
@@ -172,7 +167,7 @@ def encode(source: str, target: str, settings: EncodeSettings) -> Tuple[int, int
     """Re-encodes the video stream of ``source`` into ``target`` (mp4, H.264, yuv420p, no
     audio); returns (frames written, width, height). Raises on an undecodable source."""
     with av.open(source) as inp:
-        stream = _video_stream(inp)
+        stream = video_stream(inp)
         stream.thread_type = "AUTO"
         rate = source_rate(stream)
         out_rate = Fraction(settings.fps).limit_denominator(1001) if settings.fps else rate
@@ -203,7 +198,7 @@ def verify(path: str, frames: int, width: int, height: int) -> None:
     """Raises ValueError unless ``path`` decodes to ``frames`` frames of ``width`` x ``height``."""
     count = 0
     with av.open(path) as container:
-        stream = _video_stream(container)
+        stream = video_stream(container)
         for frame in container.decode(stream):
             if (frame.width, frame.height) != (width, height):
                 raise ValueError(f"output frame {count} is {frame.width}x{frame.height}, expected {width}x{height}")
