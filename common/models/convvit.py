@@ -165,6 +165,16 @@ class ConvViTBackbone(nn.Module):
             return self.grid
         return tuple(int(s) // p for s, p in zip(x.shape[2:], self.patch_size))
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        # torch.jit.script calls this hook before compiling anything: one clear error instead
+        # of a compiler trace from deep inside the layers.
+        raise NotImplementedError(
+            f"{type(self).__name__} does not support TorchScript (torch.jit.script is deprecated "
+            "in PyTorch): export it with torch.export.export(model, (example_input,)) (tools/export.py "
+            "writes .pt2 and ONNX files, see `python tools/export.py --help`) or compile it with "
+            "torch.compile(model)"
+        )
+
     # -- timm interface shared with the pretraining model ------------------------------------
     @torch.jit.ignore
     def no_weight_decay(self) -> Set[str]:

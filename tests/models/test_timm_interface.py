@@ -24,7 +24,7 @@ import videoconvmae.models  # noqa: F401
 from common.config import get_cfg
 from common.models import CONVVIT_SIZES
 from common.optim import param_groups
-from tests.models.tiny import IMAGE_SIZE, TINY, VIDEO, tiny_image_classifier, tiny_video_classifier
+from tests.models.tiny import IMAGE_SIZE, TINY, VIDEO, tiny_image_classifier, tiny_image_mae, tiny_video_classifier
 
 IMAGE_MODELS = [f"convvit_{size}_patch16" for size in ("small", "base", "base_star", "large", "huge")]
 VIDEO_MODELS = ["video_convvit_small_patch16", "video_convvit_base_patch16", "video_convvit_large_patch16"]
@@ -208,6 +208,20 @@ def test_no_pooling_returns_the_stage3_map_without_fc_norm():
     out = model(x)
     assert out.shape == (2, 32, *model.grid)
     torch.testing.assert_close(out.flatten(2).transpose(1, 2), _stage3_tokens(model, x))
+
+
+def tiny_image_features():
+    return timm.create_model("convvit_small_patch16", features_only=True, **TINY)
+
+
+@pytest.mark.parametrize("build", [tiny_image_classifier, tiny_video_classifier, tiny_image_mae, tiny_image_features])
+def test_torchscript_is_refused_with_a_clear_error(build):
+    model = build()
+    with pytest.raises(NotImplementedError, match=r"does not support TorchScript .* torch\.export\.export"
+                                                  r".*tools/export\.py.*torch\.compile"):
+        with pytest.warns(FutureWarning, match="deprecated"):
+            torch.jit.script(model)
+    assert issubclass(NotImplementedError, RuntimeError)  # what timm's scripting tests catch
 
 
 @pytest.mark.parametrize("build", [tiny_image_classifier, tiny_video_classifier])
