@@ -293,7 +293,8 @@ def extract_clips_to_folder(loaded: LoadedModel, paths: Sequence[str], out: Outp
         return [p for p in paths if p not in done]
 
     todo = run_on_main(plan, dist)
-    skipped = [p for p in paths if p not in set(todo)]
+    tried = set(todo)
+    skipped = [p for p in paths if p not in tried]
     if not todo:
         return ExtractionSummary(skipped=skipped)
     result = extract_clip_features(loaded, todo, pool=pool, dist=dist)

@@ -17,8 +17,9 @@ from common.checkpoint import load_pretrained_into_classifier, safe_load
 from common.config import config_from_yaml
 from common.data import build_dataset
 from common.engine.builders import build_model
-from common.engine.features import embed, extract_clip_features, extract_window_features
+from common.engine.features import embed, extract_clip_features, extract_window_features, load_clip_features
 from common.engine.inference import load_run
+from common.manifest import OutputError
 from tests.engine.inference_runs import NO_WORKERS, REPO, tool, trained_runs, write_motion_video  # noqa: F401
 from tests.engine.toy_data import real_cfg
 from videoconvmae.data import CentreViewTransform, build_decoder
@@ -281,12 +282,16 @@ def test_a_result_set_cut_between_its_files_is_never_taken_as_done(trained_runs,
     retry = ["--run", trained_runs["pre"], "--workers", 0, "--output", tmp_path / "retry", videos[0], broken]
     tool("extract_features", *retry)
     write_motion_video(broken, num_frames=24, label=1)
+    assert load_clip_features(tmp_path / "retry").paths == [videos[0]]
     with monkeypatch.context() as patch:
         _cut_at_rename(patch, "index.csv")
         with pytest.raises(KeyboardInterrupt):
             tool("extract_features", *retry)  # the retry's new set is cut between its files
+    with pytest.raises(OutputError, match="holds no complete clip-feature set"):
+        load_clip_features(tmp_path / "retry")  # a reader never gets the cut set
     summary = tool("extract_features", *retry)
     assert (summary["written"], summary["failed"]) == (2, 0) and _consistent(tmp_path / "retry")
+    assert load_clip_features(tmp_path / "retry").paths == [videos[0], str(broken)]
 
 
 def test_a_second_writer_is_refused_and_stale_temp_files_are_removed(trained_runs, video_data, tmp_path, capsys):
