@@ -9,6 +9,12 @@ SRC_LIST_OR_DIR: a "path label" list (named train/val/test.csv) or a folder with
 with train/ val/ test/ class folders. With --kinetics-csv, SRC is the folder holding the videos of
 the official Kinetics annotation CSVs ({youtube_id}_{start:06d}_{end:06d}.mp4, in class folders or
 flat); DST then also gets classids.json (class name -> id, sorted names).
+
+Each source gets its own output (its path under SRC, percent-encoded: x y.mp4 -> x%20y.mp4,
+clip.webm -> clip.webm.mp4). DST/manifest.json records the settings, the source and each output's
+source: a rerun with the same settings converts what is missing (new or failed sources) and keeps
+the rest; other settings are refused with one line naming them, unless --overwrite. One run at a
+time per DST; killing the main process ends its workers too.
 """
 import argparse
 import logging
@@ -18,6 +24,9 @@ from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common.engine.cli import exit_with_user_error  # noqa: E402
+from common.errors import UserError  # noqa: E402
+from common.manifest import OVERWRITE_FLAG  # noqa: E402
 from videoconvmae.data.prepare import prepare_videos  # noqa: E402
 
 
@@ -33,16 +42,24 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="parallel processes")
     parser.add_argument("--kinetics-csv", nargs="+", default=[], help="official Kinetics annotation CSVs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(OVERWRITE_FLAG, action="store_true",
+                        help="start over: delete what an earlier run with other settings wrote in DST (only the files "
+                             "its manifest names) instead of refusing; without it a rerun with the same settings "
+                             "resumes and retries the sources that failed")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    prepared = prepare_videos(
-        args.src, args.dst, short_side=args.short_side, fps=args.fps, gop=args.gop, crf=args.crf, preset=args.preset,
-        workers=args.workers, kinetics_csvs=args.kinetics_csv, progress=not args.no_progress,
-    )
+    try:
+        prepared = prepare_videos(
+            args.src, args.dst, short_side=args.short_side, fps=args.fps, gop=args.gop, crf=args.crf,
+            preset=args.preset, workers=args.workers, kinetics_csvs=args.kinetics_csv, progress=not args.no_progress,
+            overwrite=args.overwrite,
+        )
+    except UserError as err:
+        exit_with_user_error(err)
     usable = prepared.count("converted") + prepared.count("exists")
     return 0 if usable else 1
 
