@@ -19,11 +19,12 @@ from torch import nn
 
 from common.config import ConfigError
 from common.data import registered_datasets
-from common.engine.builders import build_model
+from common.engine.builders import build_model, clips_per_step
 from common.engine.checkpointing import find_resume_checkpoint
 from common.engine.precision import PRECISIONS, resolve_precision
 from common.modality import discover_modalities, modality_of_config, modality_of_dataset
 from common.models import list_models
+from common.optim import scaled_lr
 
 OPTIMIZERS = ("adamw", "lars", "sgd")
 SAMPLING_MODES = ("stride", "segment")
@@ -146,7 +147,7 @@ def check_architecture(cfg: CfgNode, job: str) -> List[str]:
     if model is None:
         return problems
     problems += _channel_lists(cfg, channels=getattr(model, "in_chans", 3))
-    if job == "pretrain":
+    if job == "pretrain" and 0 < cfg.MAE.MASK_RATIO < 1:  # outside: check_masking says so
         problems += _masked_positions(cfg, model)
     return problems
 
@@ -202,7 +203,6 @@ def _model_on_meta_device(cfg: CfgNode, job: str) -> Tuple[Optional[nn.Module], 
                                                              f"(the model says: {err})")]
 
 
-
 def _channel_lists(cfg: CfgNode, *, channels: int) -> List[str]:
     """``DATA.MEAN`` and ``DATA.STD``: one value per input channel of the model."""
     return [_describe(f"DATA.{leaf}", cfg.DATA[leaf], f"one value per input channel of {cfg.MODEL.NAME} ({channels})")
@@ -256,7 +256,7 @@ def check_schedule(cfg: CfgNode, job: str, world_size: int) -> List[str]:
     if solver.BASE_LR <= 0:
         problems.append(_describe("SOLVER.BASE_LR", solver.BASE_LR, "> 0"))
     problems += _at_least("SOLVER.MIN_LR", solver.MIN_LR, 0.0)
-    peak = solver.BASE_LR * cfg.TRAIN.BATCH_SIZE * cfg.TRAIN.ACCUM_ITER * cfg.DATA.REPEATED_SAMPLING / 256
+    peak = scaled_lr(solver.BASE_LR, clips_per_step(cfg))
     if solver.BASE_LR > 0 and solver.MIN_LR > peak:
         problems.append(_describe("SOLVER.MIN_LR", solver.MIN_LR, f"at most the peak lr {peak:.4g} (SOLVER.BASE_LR x "
                                                                  f"samples per step / 256), or the decay would rise"))
@@ -375,7 +375,7 @@ def check_files(cfg: CfgNode, job: str, world_size: int) -> List[str]:
     if job == "test":
         key, path = "TEST.CHECKPOINT_FILE_PATH", cfg.TEST.CHECKPOINT_FILE_PATH
         if not path and not find_resume_checkpoint(cfg.OUTPUT_DIR):
-            return [_describe(key, path, f"a checkpoint file, or an OUTPUT_DIR holding a training run's checkpoints")]
+            return [_describe(key, path, "a checkpoint file, or an OUTPUT_DIR holding a training run's checkpoints")]
     elif cfg.TRAIN.AUTO_RESUME and not cfg.OVERWRITE and find_resume_checkpoint(cfg.OUTPUT_DIR):
         return []
     else:
@@ -421,7 +421,7 @@ def check_dataset_sizes(cfg: CfgNode, job: str, datasets: Dict[str, Sized], worl
         if mode not in datasets or job == "test":
             continue
         samples = len(datasets[mode])
-        batches = samples // world_size // (cfg.TRAIN.BATCH_SIZE // world_size)
+        batches = samples // world_size // max(cfg.TRAIN.BATCH_SIZE // world_size, 1)
         if batches < cfg.TRAIN.ACCUM_ITER:
             raise ConfigError(
                 f"invalid config: TRAIN.BATCH_SIZE = {cfg.TRAIN.BATCH_SIZE} x TRAIN.ACCUM_ITER = "

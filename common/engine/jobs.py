@@ -21,7 +21,7 @@ from common.checkpoint import model_state_dict, safe_load
 from common.config import RESOLVED_CONFIG_NAME, save_config
 from common.data import batch_inputs, build_dataset, build_mixup
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
-                                    train_sampler, with_classifier_weights)
+                                    clips_per_step, train_sampler, with_classifier_weights)
 from common.engine.config_checks import check_dataset_sizes, validate_config
 from common.engine.checkpointing import (LAST_CHECKPOINT, Position, find_resume_checkpoint, load_initial_weights,
                                          load_resume_state, resume_training_state, save_training_state,
@@ -138,12 +138,6 @@ def build_loss_fn(cfg: CfgNode, spec: JobSpec, device: torch.device) -> LossFn:
             inputs, targets = mixup(inputs, targets)
         return criterion(model(inputs), targets)
     return classification_loss
-
-
-def clips_per_step(cfg: CfgNode) -> int:
-    """Samples per optimizer step over all ranks (the lr scaling batch): TRAIN.BATCH_SIZE items x
-    TRAIN.ACCUM_ITER x DATA.REPEATED_SAMPLING clips per item."""
-    return cfg.TRAIN.BATCH_SIZE * cfg.TRAIN.ACCUM_ITER * cfg.DATA.REPEATED_SAMPLING
 
 
 def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str, Dataset]) -> Dict[str, Any]:
