@@ -6,7 +6,8 @@ a killed run leaves no stale lock), removes temp files a killed run left behind,
 training jobs decides what happens to checkpoints already in the folder:
 
 - none: a fresh run;
-- ``OVERWRITE True``: the previous run's checkpoints and metrics are deleted, a fresh run;
+- ``OVERWRITE True``: a fresh run; the previous run's checkpoints and metrics are deleted once the
+  new run has passed every check (``overwrite_previous_run``), so a run that fails first deletes nothing;
 - ``TRAIN.AUTO_RESUME True`` and the saved config agrees on the essential settings: resume;
 - otherwise: ``OutputDirError`` naming the folder, the differences and the option to use.
 
@@ -95,8 +96,8 @@ def check_previous_run(cfg: CfgNode) -> None:
         raise OutputDirError(f"OVERWRITE True would delete the checkpoints in OUTPUT_DIR {output_dir}, among them "
                              f"{start}, the TRAIN.CHECKPOINT_FILE_PATH this run starts from; choose another "
                              f"OUTPUT_DIR for this run")
-    if cfg.OVERWRITE:
-        remove_previous_run(output_dir, names)
+    if cfg.OVERWRITE:  # deleted by overwrite_previous_run, once the new run has passed every check
+        logger.info("OVERWRITE True: %s in %s will be deleted when this run starts", ", ".join(names), output_dir)
         return
     options = ("resume it with TRAIN.AUTO_RESUME True, start over with OVERWRITE True (deletes them), "
                "or choose another OUTPUT_DIR")
@@ -126,6 +127,15 @@ def start_weights_inside(cfg: CfgNode) -> str:
         return ""
     folder, path = os.path.realpath(cfg.OUTPUT_DIR), os.path.realpath(start)
     return start if os.path.commonpath([folder, path]) == folder else ""
+
+
+def overwrite_previous_run(cfg: CfgNode) -> None:
+    """``OVERWRITE True``: delete the previous run's files in ``OUTPUT_DIR`` (see ``remove_previous_run``).
+    Called once the new run has built its model, weights and data, right before its first write, so a
+    run that fails before that deletes nothing; with ``OVERWRITE True`` no rank resumes."""
+    names = existing_checkpoints(cfg.OUTPUT_DIR) if cfg.OVERWRITE else []
+    if names:
+        remove_previous_run(cfg.OUTPUT_DIR, names)
 
 
 def remove_previous_run(output_dir: str, checkpoint_names: List[str]) -> None:
