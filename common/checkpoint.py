@@ -64,6 +64,12 @@ def atomic_save(obj: Any, path: PathLike) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def non_finite_tensors(state: Mapping[str, Any]) -> List[str]:
+    """Names of the floating-point tensors of a state dict that hold a NaN or an infinity."""
+    return [name for name, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
 def model_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
     """The model weights of a checkpoint dict, whatever the common layout: its ``model`` entry
     (MAE, ours), its ``state_dict`` entry (Lightning and many scripts), or the dict itself (a bare
