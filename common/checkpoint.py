@@ -64,6 +64,12 @@ def atomic_save(obj: Any, path: PathLike) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def non_finite_tensors(state: Mapping[str, Any]) -> List[str]:
+    """Names of the floating-point tensors of a state dict that hold a NaN or an infinity."""
+    return [name for name, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
 def model_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
     """The model weights of a checkpoint dict, whatever the common layout: its ``model`` entry
     (MAE, ours), its ``state_dict`` entry (Lightning and many scripts), or the dict itself (a bare
@@ -81,8 +87,7 @@ def check_finite(weights: Mapping[str, Any], path: PathLike) -> None:
     """``CheckpointError`` naming every tensor of ``weights`` (from the checkpoint ``path``) that
     holds a NaN or an infinity: such weights (a run that diverged) would train or predict NaN
     without an error."""
-    bad = [name for name, value in weights.items()
-           if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    bad = non_finite_tensors(weights)
     if bad:
         shown = ", ".join(bad[:8]) + (f", ... ({len(bad) - 8} more)" if len(bad) > 8 else "")
         raise CheckpointError(f"checkpoint {path} has non-finite values (NaN or inf) in {len(bad)} "

@@ -76,12 +76,15 @@ def get_cfg() -> CfgNode:
     cfg.TRAIN.PRECISION = "auto"  # auto | fp32 | bf16 | fp16
     cfg.TRAIN.CHECKPOINT_FILE_PATH = ""  # weights to start from
     cfg.TRAIN.CHECKPOINT_PERIOD = 1  # epochs between checkpoint-EPOCH.pth files
+    cfg.TRAIN.KEEP_CHECKPOINTS = 0  # newest checkpoint-EPOCH.pth kept (older ones this run wrote are deleted); 0: all
+    cfg.TRAIN.WEIGHTS_PERIOD = 0  # epochs between weights-EPOCH.pth (weights only, to finetune from); 0: none
     cfg.TRAIN.AUTO_RESUME = True
     cfg.TRAIN.EVAL_PERIOD = 1  # epochs between validations (finetune / linprobe)
     # Repeated augmentation (DeiT): the sampler repeats each index this many times, the copies going
     # to different ranks. Not DATA.REPEATED_SAMPLING (MAE-ST), several clips from one decode.
     cfg.TRAIN.REPEATED_AUG = 1
     cfg.TRAIN.MAX_NONFINITE_STEPS = 10  # steps with a non-finite loss/grad skipped before stopping
+    cfg.TRAIN.MAX_REWINDS = 3  # automatic rewinds to the newest finite checkpoint when that limit trips; 0: stop
 
     cfg.SOLVER = CfgNode()
     cfg.SOLVER.OPTIMIZING_METHOD = "adamw"  # adamw | lars | sgd

@@ -1,6 +1,7 @@
-"""The errors a user fixes (a config, a file, a folder), as opposed to bugs.
+"""The errors a user fixes (a config, a file, a folder), and the stops a run explains, as opposed to bugs.
 
-The tools print a ``UserError`` as one message and exit with status 2, without a traceback.
+The tools print a ``UserError`` as one message and exit with status 2, a ``RunStopped`` as one
+message with status 1, both without a traceback.
 """
 
 
@@ -10,3 +11,8 @@ class UserError(Exception):
 
 class DataNotFoundError(UserError, FileNotFoundError):
     """A dataset split, annotation file or checkpoint that is not where the config says."""
+
+
+class RunStopped(Exception):
+    """A run that cannot go on for a reason its message explains (it diverged, it stepped nothing),
+    what it kept and what to do: not a bug, so no traceback."""

@@ -72,14 +72,16 @@ def remove_engine_temp_files(folder: PathLike, *, recursive: bool = False,
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(binary_file)`` so that a crash leaves the old file or the new
     one, never half: temp file beside it (created exclusively, never through a link), fsync,
-    rename, fsync of the folder. On any error the temp file is removed and the error raised."""
+    rename, fsync of the folder. On any error the temp file is removed and the error raised: the
+    error of the file itself (``OSError`` for a full disk, ``KeyboardInterrupt``), also when
+    ``write`` runs in C++ that turned it into another (``torch.save``: ``RuntimeError``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, _FILE_MODE)
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            _write_reporting_file_errors(f, write)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -87,6 +89,35 @@ def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+class _ErrorRecordingFile:
+    """A binary file that remembers the first exception its ``write`` raised, so that the caller
+    can raise that one when a C++ writer around it replaced it by its own."""
+
+    def __init__(self, file: BinaryIO):
+        self._file = file
+        self.error: Optional[BaseException] = None
+
+    def write(self, data) -> int:
+        try:
+            return self._file.write(data)
+        except BaseException as err:
+            self.error = self.error or err
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._file, name)
+
+
+def _write_reporting_file_errors(f: BinaryIO, write: Callable[[BinaryIO], None]) -> None:
+    recording = _ErrorRecordingFile(f)
+    try:
+        write(recording)  # type: ignore[arg-type]
+    except BaseException as err:
+        if recording.error is not None and recording.error is not err:
+            raise recording.error from err
+        raise
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:

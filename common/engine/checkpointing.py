@@ -3,17 +3,24 @@
 A checkpoint is a dict: ``model`` (the unwrapped state dict, so official-style loaders work),
 ``optimizer``, ``scaler`` (None without fp16), ``epoch`` (completed epochs), ``iteration``
 (optimizer steps done in total), ``epoch_iteration`` (steps done inside ``epoch``), ``cfg``
-(the resolved YAML), ``rng`` (every rank's global RNG states, a list indexed by rank) and
+(the resolved YAML), ``rng`` (every rank's global RNG states, a list indexed by rank),
 ``epoch_sums`` (every rank's running sums of the epoch in progress, so that a run resumed in
-mid-epoch logs the same epoch figures as an uninterrupted one). ``checkpoint-last.pth`` is
-rewritten on every save; ``checkpoint-EPOCH.pth`` is kept every ``TRAIN.CHECKPOINT_PERIOD`` epochs.
-Every file is written to a temp file and renamed, so a kill or a full disk leaves the previous
-checkpoint complete; a failed save stops the run with ``CheckpointSaveError``. A checkpoint that
-cannot be loaded anyway (truncated by a full disk or a copy) is skipped on resume for the newest
-one that loads.
+mid-epoch logs the same epoch figures as an uninterrupted one), ``rewinds`` (the divergence
+recovery's state, ``common.engine.rewind``) and, at an epoch's end, ``epoch_outputs`` (the epoch's
+``log.jsonl`` record and which copies its save writes). ``checkpoint-last.pth`` is rewritten on
+every save, first; the ``checkpoint-EPOCH.pth`` and weights-only ``weights-EPOCH.pth`` copies
+(``common.engine.checkpoint_budget`` says which are kept) and the ``log.jsonl`` record follow, and
+a run killed between two of these writes rebuilds the rest from ``checkpoint-last.pth`` when it
+resumes. Every file is written to a temp file and renamed, so a
+kill or a full disk leaves the previous checkpoint complete; a failed write of any kind stops
+the run with ``CheckpointSaveError``. Weights that are not finite are never saved. A checkpoint
+that cannot be loaded anyway (truncated by a full disk or a copy) is skipped on resume for the
+newest one that loads.
 """
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import os
 import re
@@ -24,8 +31,9 @@ import torch
 from torch import nn
 
 from common.checkpoint import (PRETRAIN_ONLY_PREFIXES, CheckpointError, atomic_save, check_finite,
-                               load_pretrained_into_classifier, model_state_dict, safe_load)
+                               load_pretrained_into_classifier, model_state_dict, non_finite_tensors, safe_load)
 from common.engine.distributed import DistInfo, all_gather_objects
+from common.engine.progress import JSON_LOG_FILE
 from common.engine.rng import capture_rng_state, restore_rng_state
 from common.errors import UserError
 
@@ -33,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = "checkpoint-last.pth"
 EPOCH_CHECKPOINT = re.compile(r"^checkpoint-(\d+)\.pth$")
+WEIGHTS_CHECKPOINT = re.compile(r"^weights-(\d+)\.pth$")
+WEIGHTS_ONLY_KEYS = ("model", "epoch", "iteration", "cfg")  # what a weights-EPOCH.pth copy holds
 TRAINING_STATE_KEYS = ("model", "optimizer", "epoch", "iteration", "rng")
 # Classifier parts that starting weights need not hold (they are new for finetuning).
 HEAD_PREFIXES = ("head.", "fc_norm.")
@@ -41,6 +51,15 @@ EpochSums = Dict[str, float]
 
 class CheckpointSaveError(UserError, RuntimeError):
     """A checkpoint could not be written (disk full, no permission); the old file is intact."""
+
+
+# What to do about a failed write, by errno (the rest: the error says it).
+SAVE_ERROR_FIXES = {
+    errno.ENOSPC: "free space on its disk", errno.EDQUOT: "free space in your disk quota",
+    errno.EFBIG: "raise the file size limit (ulimit -f)", errno.EACCES: "fix the permissions of OUTPUT_DIR",
+    errno.EPERM: "fix the permissions of OUTPUT_DIR", errno.EROFS: "choose an OUTPUT_DIR on a writable disk",
+    errno.EIO: "check the disk (an input/output error)",
+}
 
 
 @dataclass(frozen=True)
@@ -57,9 +76,47 @@ def epoch_checkpoint_name(epoch: int) -> str:
     return f"checkpoint-{epoch}.pth"
 
 
+def weights_checkpoint_name(epoch: int) -> str:
+    """File name of the weights-only copy kept after ``epoch`` completed epochs."""
+    return f"weights-{epoch}.pth"
+
+
 def is_engine_checkpoint(name: str) -> bool:
-    """True for the names the engine gives checkpoints: ``checkpoint-last.pth``, ``checkpoint-EPOCH.pth``."""
-    return name == LAST_CHECKPOINT or bool(EPOCH_CHECKPOINT.match(name))
+    """True for the names the engine gives checkpoints: ``checkpoint-last.pth``, ``checkpoint-EPOCH.pth``,
+    ``weights-EPOCH.pth``."""
+    return name == LAST_CHECKPOINT or bool(EPOCH_CHECKPOINT.match(name) or WEIGHTS_CHECKPOINT.match(name))
+
+
+def gather_training_state(
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: Optional[torch.amp.GradScaler],
+    position: Position,
+    cfg_yaml: str,
+    dist: DistInfo,
+    epoch_sums: Optional[EpochSums] = None,
+    extra: Optional[Mapping[str, Any]] = None,
+) -> Optional[Dict[str, Any]]:
+    """The checkpoint dict on the main rank (None elsewhere); every rank must call it (RNG states
+    and ``epoch_sums``, this rank's running sums of the epoch in progress, are gathered).
+    ``extra``: more entries (``rewinds``, ``epoch_outputs``)."""
+    rng_states = all_gather_objects(capture_rng_state())
+    all_sums = all_gather_objects(epoch_sums)
+    if not dist.is_main:
+        return None
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": position.epoch,
+        "iteration": position.iteration,
+        "epoch_iteration": position.epoch_iteration,
+        "cfg": cfg_yaml,
+        "rng": rng_states,
+        "epoch_sums": all_sums if epoch_sums is not None else None,
+        **(extra or {}),
+    }
 
 
 def save_training_state(
@@ -73,45 +130,72 @@ def save_training_state(
     keep_epoch_copy: bool,
     dist: DistInfo,
     epoch_sums: Optional[EpochSums] = None,
+    extra: Optional[Mapping[str, Any]] = None,
 ) -> Optional[str]:
-    """Write ``checkpoint-last.pth`` (and ``checkpoint-EPOCH.pth`` if asked) from the main rank.
+    """Write ``checkpoint-last.pth``, then ``checkpoint-EPOCH.pth`` (if asked), from the main rank.
 
-    ``epoch_sums``: this rank's running sums of the epoch in progress (a mid-epoch save).
-    Every rank must call it (RNG states and sums are gathered); returns the path on the main rank.
+    Every rank must call it (see ``gather_training_state``); returns the path on the main rank.
     """
-    rng_states = all_gather_objects(capture_rng_state())
-    all_sums = all_gather_objects(epoch_sums)
-    if not dist.is_main:
+    state = gather_training_state(model=model, optimizer=optimizer, scaler=scaler, position=position,
+                                  cfg_yaml=cfg_yaml, dist=dist, epoch_sums=epoch_sums, extra=extra)
+    if state is None:
         return None
-    state = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "epoch": position.epoch,
-        "iteration": position.iteration,
-        "epoch_iteration": position.epoch_iteration,
-        "cfg": cfg_yaml,
-        "rng": rng_states,
-        "epoch_sums": all_sums if epoch_sums is not None else None,
-    }
-    last = os.path.join(output_dir, LAST_CHECKPOINT)
-    _save_or_explain(state, last)
+    last = write_last_checkpoint(output_dir, state)
     if keep_epoch_copy:
-        _save_or_explain(state, os.path.join(output_dir, epoch_checkpoint_name(position.epoch)))
-    logger.info("saved %s (epoch %d, iteration %d)", last, position.epoch, position.iteration)
+        write_checkpoint(state, os.path.join(output_dir, epoch_checkpoint_name(position.epoch)))
     return last
 
 
-def _save_or_explain(state: Dict[str, Any], path: str) -> None:
-    """``atomic_save``; an OS error (disk full, no permission) becomes a ``CheckpointSaveError``
-    that says the file under ``path`` is still the previous, complete one."""
+def write_last_checkpoint(output_dir: str, state: Dict[str, Any]) -> str:
+    """Write ``state`` as ``OUTPUT_DIR/checkpoint-last.pth``; returns its path."""
+    last = os.path.join(output_dir, LAST_CHECKPOINT)
+    write_checkpoint(state, last)
+    logger.info("saved %s (epoch %d, iteration %d)", last, state["epoch"], state["iteration"])
+    return last
+
+
+def weights_only(state: Mapping[str, Any]) -> Dict[str, Any]:
+    """What a ``weights-EPOCH.pth`` copy holds: the model's weights (no optimizer, about a third of
+    the size with AdamW), where it stood and the config, with ``weights_only`` True. A finetune,
+    linear probe, export, prediction or feature extraction starts from it as from a full copy."""
+    return {**{key: state[key] for key in WEIGHTS_ONLY_KEYS}, "weights_only": True}
+
+
+def write_checkpoint(state: Dict[str, Any], path: str) -> None:
+    """``atomic_save``; a failed write of any kind (disk full, file size limit, no permission, I/O
+    error; inside ``torch.save`` or after it) becomes a ``CheckpointSaveError`` that says the file
+    under ``path`` is still the previous, complete one. Non-finite weights are refused (a bug
+    if it happens: the loop checks them before saving)."""
+    broken = non_finite_tensors(state["model"])
+    if broken:
+        raise ValueError(f"refusing to save {path}: non-finite weights in {', '.join(broken[:8])}")
     try:
         atomic_save(state, path)
     except OSError as err:
         before = "keeps the previous checkpoint" if os.path.exists(path) else "was not written"
+        fix = SAVE_ERROR_FIXES.get(err.errno, "fix the cause")
         raise CheckpointSaveError(f"could not save checkpoint {path}: {err.strerror or err} "
-                                  f"[errno {err.errno}]; {path} {before}; free space or fix "
-                                  f"permissions, then rerun to resume") from err
+                                  f"[errno {err.errno}]; {path} {before}; {fix}, then rerun to resume") from None
+
+
+def missing_epoch_record(output_dir: str, state: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    """The ``log.jsonl`` record an epoch-end checkpoint ``state`` holds (``epoch_outputs``) when
+    ``OUTPUT_DIR/log.jsonl`` has no record of that epoch (the run stopped between the checkpoint and
+    the record), else None."""
+    record = (state.get("epoch_outputs") or {}).get("record")
+    if not record or state.get("epoch_iteration", 0) != 0:
+        return None
+    path = os.path.join(output_dir, JSON_LOG_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    logged = json.loads(line)
+                except ValueError:  # a line cut by a kill
+                    continue
+                if logged.get("epoch") == record["epoch"] and "train_loss" in logged:
+                    return None
+    return dict(record)
 
 
 def find_resume_checkpoint(output_dir: str) -> Optional[str]:
@@ -169,10 +253,11 @@ def resume_training_state(
     scaler: Optional[torch.amp.GradScaler],
     rank: int = 0,
     state: Optional[Mapping[str, Any]] = None,
+    verb: str = "resumed",
 ) -> Position:
     """Load model, optimizer, scaler and this rank's RNG states from ``path`` (or from ``state``,
     already loaded from it); returns where to continue. With more ranks than saved RNG states,
-    rank ``r`` takes state ``r % saved``."""
+    rank ``r`` takes state ``r % saved``. ``verb``: what the log line says was done."""
     state = safe_load(path) if state is None else state
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -180,7 +265,7 @@ def resume_training_state(
         scaler.load_state_dict(state["scaler"])
     restore_rng_state(state["rng"][rank % len(state["rng"])])
     position = Position(state["epoch"], state["iteration"], state.get("epoch_iteration", 0))
-    logger.info("resumed from %s at epoch %d, iteration %d", path, position.epoch, position.iteration)
+    logger.info("%s from %s at epoch %d, iteration %d", verb, path, position.epoch, position.iteration)
     return position
 
 

@@ -12,12 +12,14 @@ from common.engine.config_checks import validate_config, world_size_from_env
 from common.engine.demo import PRETRAIN_CONFIG, ensure_synthetic_dataset
 from common.engine.distributed import shutdown_distributed
 from common.engine.jobs import run_job
-from common.errors import UserError
+from common.engine.preemption import INTERRUPTED_EXIT_CODE
+from common.errors import RunStopped, UserError
 from common.process_settings import configure_process
 
 # `python tools/pretrain.py` with no arguments: the demo's pretraining stage (tools/demo.py, stage 1).
 DEMO_CONFIG = PRETRAIN_CONFIG
 USER_ERROR_EXIT_CODE = 2  # as argparse exits on a bad command line
+RUN_STOPPED_EXIT_CODE = 1  # a run that stopped for a reason it explains (it diverged)
 EXAMPLE_OPTS = {"test": "TEST.CHECKPOINT_FILE_PATH out/x/checkpoint-last.pth"}
 JOB_HELP = {
     "pretrain": "Masked-autoencoder pretraining (ConvMAE / VideoConvMAE). With no arguments: the demo's "
@@ -60,13 +62,20 @@ def config_from_args(job: str, argv: Sequence[str]) -> CfgNode:
 
 def main(job: str, argv: Optional[List[str]] = None) -> dict:
     """Entry point of ``tools/<job>.py``: a ``UserError`` (config, data, OUTPUT_DIR) is printed as
-    one message and exits with status 2."""
+    one message and exits with status 2, a ``RunStopped`` (divergence) with status 1, a Ctrl-C that
+    stops at once (the second one during training) with 130, none with a traceback."""
     configure_process()
     try:
         cfg = config_from_args(job, sys.argv[1:] if argv is None else argv)
         return run_job(job, cfg)
     except UserError as err:
         exit_with_user_error(err)
+    except RunStopped as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(RUN_STOPPED_EXIT_CODE)
+    except KeyboardInterrupt:
+        print("interrupted: stopped at once (Ctrl-C)", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT_CODE)
     finally:
         shutdown_distributed()
 

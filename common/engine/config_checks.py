@@ -272,6 +272,8 @@ def check_schedule(cfg: CfgNode, job: str, world_size: int) -> List[str]:
         section, leaf = key.split(".")
         problems += _at_least(key, cfg[section][leaf], 1)
     problems += _at_least("TRAIN.MAX_NONFINITE_STEPS", cfg.TRAIN.MAX_NONFINITE_STEPS, 0)
+    for key in ("TRAIN.KEEP_CHECKPOINTS", "TRAIN.WEIGHTS_PERIOD", "TRAIN.MAX_REWINDS"):  # 0: all / none / no rewind
+        problems += _at_least(key, cfg.TRAIN[key.split(".")[1]], 0)
     return problems
 
 

@@ -23,9 +23,11 @@ from common.data import batch_inputs, build_dataset, build_mixup
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
                                     clips_per_step, train_sampler, with_classifier_weights)
 from common.engine.config_checks import check_dataset_sizes, validate_config
-from common.engine.checkpointing import (LAST_CHECKPOINT, Position, find_resume_checkpoint, load_initial_weights,
-                                         load_resume_state, resume_training_state, save_training_state,
-                                         saved_epoch_sums)
+from common.engine.checkpoint_budget import (CheckpointPlan, check_disk_space, checkpoint_plan, epoch_outputs,
+                                             save_epoch_checkpoints, write_epoch_copies)
+from common.engine.checkpointing import (LAST_CHECKPOINT, CheckpointSaveError, Position, find_resume_checkpoint,
+                                         gather_training_state, load_initial_weights, load_resume_state,
+                                         missing_epoch_record, resume_training_state, saved_epoch_sums)
 from common.engine.distributed import DistInfo, barrier, init_distributed
 from common.engine.evaluation import (PREDICTIONS_FILE, RESULTS_FILE, evaluate_accuracy, gather_results,
                                        predict_videos, write_test_outputs)
@@ -34,8 +36,9 @@ from common.engine.output_dir import claim_output_dir, overwrite_previous_run
 from common.engine.precision import resolve_precision
 from common.engine.preemption import PreemptionHandler
 from common.engine.progress import JSON_LOG_FILE, LOG_FILE, MetricsWriter, setup_logging
+from common.engine.rewind import NonFiniteTrip, RewindState, apply_precision, rewind
 from common.engine.rng import make_deterministic, seed_everything
-from common.engine.trainer import LossFn, StepConfig, TrainState, train_one_epoch
+from common.engine.trainer import LossFn, StepConfig, TrainState, check_finite_weights, train_one_epoch
 from common.errors import DataNotFoundError
 from common.modality import modality_of_config
 from common.optim import CosineSchedule, build_optimizer, scaled_lr
@@ -161,6 +164,8 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str
         state.position = resume_training_state(path, model=model, optimizer=optimizer, scaler=state.scaler,
                                                rank=dist.rank, state=saved)
         state.epoch_sums = saved_epoch_sums(saved, dist.rank)
+        state.rewinds = RewindState.of_checkpoint(saved)
+        restore_epoch_outputs(cfg, saved, dist)
     if state.position.epoch >= cfg.SOLVER.MAX_EPOCH:
         return finished_run_record(cfg)
     if dist.world_size > 1:
@@ -176,16 +181,32 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str
     )
     logger.info("%s: %d steps/epoch of %d samples, lr %.3e, precision %s, %d rank(s)", cfg.MODEL.NAME, steps,
                 clips_per_step(cfg), lr, precision.dtype or "fp32", dist.world_size)
+    plan = checkpoint_plan(cfg, model, optimizer)
+    check_disk_space(cfg.OUTPUT_DIR, plan, state.position, dist)
     if dist.is_main:
         overwrite_previous_run(cfg)  # only now: a run that failed before this point deleted nothing
     save_resolved_config(cfg, dist, RESOLVED_CONFIG_NAME)
-    return _epochs(cfg, state, conf, loader, val_loader, steps)
+    return _epochs(cfg, state, conf, loader, val_loader, steps, plan)
+
+
+def restore_epoch_outputs(cfg: CfgNode, saved: Dict[str, Any], dist: DistInfo) -> None:
+    """Write what the last save of a run that was stopped half-way through did not (the checkpoint
+    it resumes from holds it all): the periodic and weights-only copies, the ``log.jsonl`` record."""
+    if not dist.is_main:
+        return
+    for path in write_epoch_copies(cfg.OUTPUT_DIR, saved, cfg.TRAIN.KEEP_CHECKPOINTS, only_missing=True):
+        logger.warning("%s was missing: rebuilt from the checkpoint the run resumes from", path)
+    record = missing_epoch_record(cfg.OUTPUT_DIR, saved)
+    if record is not None:
+        _append_record(MetricsWriter(cfg.OUTPUT_DIR, tensorboard=False), record)
+        logger.warning("epoch %d's record was missing from %s: rebuilt from the checkpoint", record["epoch"],
+                       JSON_LOG_FILE)
 
 
 def finished_run_record(cfg: CfgNode) -> Dict[str, Any]:
     """A run that is already complete: say so, and return its last epoch's record."""
     log_path = os.path.join(cfg.OUTPUT_DIR, JSON_LOG_FILE)
-    records = read_json_lines(log_path) if os.path.isfile(log_path) else []
+    records = [r for r in read_json_lines(log_path) if "train_loss" in r] if os.path.isfile(log_path) else []
     logger.info("nothing to do: %s finished at epoch %d; its results are in %s (%s, %s)", cfg.OUTPUT_DIR,
                 cfg.SOLVER.MAX_EPOCH, cfg.OUTPUT_DIR, LAST_CHECKPOINT, JSON_LOG_FILE)
     return {**(records[-1] if records else {}), "already_finished": True}
@@ -199,33 +220,66 @@ def format_record(record: Dict[str, Any], max_epoch: int) -> str:
     return f"epoch {record['epoch']}/{max_epoch}: {values}"
 
 
-def _epochs(cfg: CfgNode, state: TrainState, conf: StepConfig, loader, val_loader, steps: int) -> Dict[str, Any]:
+def _epochs(cfg: CfgNode, state: TrainState, conf: StepConfig, loader, val_loader, steps: int,
+            plan: CheckpointPlan) -> Dict[str, Any]:
+    """Train the remaining epochs; a divergence rewinds (``common.engine.rewind``) or stops the run."""
     writer = MetricsWriter(cfg.OUTPUT_DIR, tensorboard=cfg.LOG.TENSORBOARD) if conf.dist.is_main else None
     preemption = PreemptionHandler().install()
     record: Dict[str, Any] = {}
-    micro_batch = loader.batch_sampler.batch_size * cfg.TRAIN.ACCUM_ITER
+    conf = apply_precision(state, conf)  # what rewinds before a requeue turned off stays off
     try:
-        for epoch in range(state.position.epoch, cfg.SOLVER.MAX_EPOCH):
-            train_sampler(loader).set_epoch(epoch, start=state.position.epoch_iteration * micro_batch)
-            record = {"epoch": epoch + 1, **train_one_epoch(state, iter(loader), steps=steps, conf=conf,
-                                                              preemption=preemption)}
-            state.position = Position(epoch + 1, state.position.iteration, 0)
-            last = epoch + 1 == cfg.SOLVER.MAX_EPOCH
-            if val_loader is not None and ((epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0 or last):
-                record.update({f"val_{k}": v for k, v in _validate(cfg, state, conf, val_loader).items()})
-            save_training_state(cfg.OUTPUT_DIR, model=state.unwrapped, optimizer=state.optimizer,
-                                scaler=state.scaler, position=state.position, cfg_yaml=conf.cfg_yaml,
-                                keep_epoch_copy=(epoch + 1) % cfg.TRAIN.CHECKPOINT_PERIOD == 0 or last,
-                                dist=conf.dist)
-            if writer is not None:
-                writer.write(record, step=epoch + 1)
-            logger.info("%s", format_record(record, cfg.SOLVER.MAX_EPOCH))
+        while state.position.epoch < cfg.SOLVER.MAX_EPOCH:
+            try:
+                record = _epoch(cfg, state, conf, loader, val_loader, steps, plan, preemption, writer)
+            except NonFiniteTrip as trip:
+                conf = rewind(state, conf, trip, max_rewinds=cfg.TRAIN.MAX_REWINDS,
+                              micro_batch=_micro_batch(cfg, loader), writer=writer)
     finally:
         preemption.uninstall()
         if writer is not None:
             writer.close()
     barrier()
     return record
+
+
+def _epoch(cfg: CfgNode, state: TrainState, conf: StepConfig, loader, val_loader, steps: int, plan: CheckpointPlan,
+           preemption: PreemptionHandler, writer: Optional[MetricsWriter]) -> Dict[str, Any]:
+    """Train the epoch ``state.position.epoch`` (from where it stands), validate, save its
+    checkpoints, then append its record to ``log.jsonl`` (the checkpoint holds it too)."""
+    epoch = state.position.epoch
+    train_sampler(loader).set_epoch(epoch, start=state.position.epoch_iteration * _micro_batch(cfg, loader),
+                                    redraws=state.rewinds.redraws_for(epoch))
+    record = {"epoch": epoch + 1, **train_one_epoch(state, iter(loader), steps=steps, conf=conf, preemption=preemption)}
+    check_finite_weights(state, conf, f"at the end of epoch {epoch + 1}")
+    state.position = Position(epoch + 1, state.position.iteration, 0)
+    last = epoch + 1 == cfg.SOLVER.MAX_EPOCH
+    if val_loader is not None and ((epoch + 1) % cfg.TRAIN.EVAL_PERIOD == 0 or last):
+        record.update({f"val_{k}": v for k, v in _validate(cfg, state, conf, val_loader).items()})
+    outputs = epoch_outputs(plan, epoch + 1, record)
+    saved = gather_training_state(model=state.unwrapped, optimizer=state.optimizer, scaler=state.scaler,
+                                  position=state.position, cfg_yaml=conf.cfg_yaml, dist=conf.dist,
+                                  extra={"rewinds": state.rewinds.to_checkpoint(), "epoch_outputs": outputs})
+    if saved is not None:
+        save_epoch_checkpoints(cfg.OUTPUT_DIR, saved, plan.keep)
+    if writer is not None:
+        _append_record(writer, record)
+    logger.info("%s", format_record(record, cfg.SOLVER.MAX_EPOCH))
+    return record
+
+
+def _micro_batch(cfg: CfgNode, loader) -> int:
+    """Samples a rank loads per optimizer step."""
+    return loader.batch_sampler.batch_size * cfg.TRAIN.ACCUM_ITER
+
+
+def _append_record(writer: MetricsWriter, record: Dict[str, Any]) -> None:
+    """``writer.write(record)``; a failed write stops the run in one line (the checkpoint keeps the record)."""
+    try:
+        writer.write(record, step=record["epoch"])
+    except OSError as err:
+        raise CheckpointSaveError(f"could not append epoch {record['epoch']}'s record to {writer.path}: "
+                                  f"{err.strerror or err} [errno {err.errno}]; the checkpoint holds it and the next "
+                                  "start writes it; free space or fix the permissions, then rerun") from None
 
 
 def _validate(cfg: CfgNode, state: TrainState, conf: StepConfig, val_loader) -> Dict[str, float]:

@@ -12,8 +12,8 @@ training jobs decides what happens to checkpoints already in the folder:
 - otherwise: ``OutputDirError`` naming the folder, the differences and the option to use.
 
 The engine deletes only files it writes itself, by their names: ``checkpoint-last.pth``,
-``checkpoint-EPOCH.pth``, ``log.jsonl``, TensorBoard's ``events.out.tfevents.*`` files and its
-own temp files (``common.files``). A run never deletes the checkpoint it starts from: with
+``checkpoint-EPOCH.pth``, ``weights-EPOCH.pth``, ``log.jsonl``, TensorBoard's ``events.out.tfevents.*``
+files and its own temp files (``common.files``). A run never deletes the checkpoint it starts from: with
 ``TRAIN.CHECKPOINT_FILE_PATH`` inside ``OUTPUT_DIR`` it refuses rather than offer ``OVERWRITE``.
 """
 from __future__ import annotations

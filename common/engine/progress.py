@@ -48,10 +48,21 @@ def setup_logging(output_dir: Optional[str], *, is_main: bool) -> None:
 
 
 class NoFollowFileHandler(logging.FileHandler):
-    """``logging.FileHandler`` appending to its file without following a symbolic link there."""
+    """``logging.FileHandler`` appending to its file without following a symbolic link there. A file
+    that cannot be written (a full disk) is said once on stderr, not with a traceback per record."""
+
+    _failed = False
 
     def _open(self):
         return open_append_text(self.baseFilename)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self._failed:
+            self._failed = True
+            sys.stderr.write(f"warning: cannot write {self.baseFilename} ({sys.exc_info()[1]}); the log goes to "
+                             "the console only\n")
+
+
 class ProgressThrottle:
     """Lets a progress record through when at least ``every_s`` seconds (by the records' own
     times) have passed since the last one it let through: a console line every few seconds,
@@ -219,13 +230,17 @@ class MetricsWriter:
         self.tensorboard = _summary_writer(output_dir) if tensorboard else None
 
     def write(self, record: Dict[str, Any], *, step: int) -> None:
-        with open_append_text(self.path) as f:
-            f.write(json.dumps(record) + "\n")
+        self.write_event(record)
         if self.tensorboard is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)):
                     self.tensorboard.add_scalar(key, value, step)
             self.tensorboard.flush()
+
+    def write_event(self, record: Dict[str, Any]) -> None:
+        """Append ``record`` to ``log.jsonl`` only (an event such as a rewind, not an epoch's scalars)."""
+        with open_append_text(self.path) as f:
+            f.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
         if self.tensorboard is not None:

@@ -26,6 +26,11 @@ class TrainSampler(Sampler[SeededIndex]):
     index repeated ``repeats`` times in a row; rank ``r`` takes positions ``r, r + W, ...`` so
     the copies of a sample land on different ranks. Every rank gets ``len(dataset) // W``
     samples (the remainder is dropped, so all ranks run the same number of steps).
+
+    A rewind after divergence redraws the rest of an epoch (``redraws``: ``(start, salt)`` pairs,
+    ``start`` in samples of a rank): the global order from ``start * W`` on is permuted by a
+    generator seeded by (``seed``, epoch, ``salt``), the same on every rank, so what the ranks
+    have seen stays and the rest (the dropped remainder included) comes in another order.
     """
 
     def __init__(self, dataset_len: int, *, rank: int, world_size: int, seed: int, repeats: int = 1):
@@ -39,22 +44,30 @@ class TrainSampler(Sampler[SeededIndex]):
         self.per_rank = dataset_len // world_size
         self.epoch = 0
         self.start = 0
+        self.redraws: Sequence[Tuple[int, int]] = ()
 
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch's order and skip its first ``start`` samples of this rank (resume)."""
+    def set_epoch(self, epoch: int, start: int = 0, redraws: Sequence[Tuple[int, int]] = ()) -> None:
+        """Select the epoch's order (with the ``redraws`` of rewinds in it, in order) and skip its
+        first ``start`` samples of this rank (resume)."""
         self.epoch = epoch
         self.start = start
+        self.redraws = tuple(redraws)
 
-    def epoch_order(self, epoch: int) -> List[SeededIndex]:
+    def epoch_order(self, epoch: int, redraws: Sequence[Tuple[int, int]] = ()) -> List[SeededIndex]:
         """This rank's full ``(index, sample_seed)`` list for ``epoch``."""
         gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         order = torch.randperm(self.dataset_len, generator=gen).repeat_interleave(self.repeats)
         seeds = torch.randint(SEED_RANGE, (len(order),), generator=gen)
+        for start, salt in redraws:
+            cut = start * self.world_size
+            redraw = torch.Generator().manual_seed((self.seed * 100_003 + epoch) * 1_000_003 + salt)
+            rest = torch.randperm(len(order) - cut, generator=redraw) + cut
+            order[cut:], seeds[cut:] = order[rest], seeds[rest]
         positions = slice(self.rank, self.per_rank * self.world_size, self.world_size)
         return list(zip(order[positions].tolist(), seeds[positions].tolist()))
 
     def __iter__(self) -> Iterator[SeededIndex]:
-        return iter(self.epoch_order(self.epoch)[self.start :])
+        return iter(self.epoch_order(self.epoch, self.redraws)[self.start :])
 
     def __len__(self) -> int:
         return self.per_rank - self.start

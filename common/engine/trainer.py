@@ -4,8 +4,9 @@ One optimizer step = ``accum_iter`` micro-batches (DDP gradient sync on the last
 per-iteration lr from the schedule, optional gradient clipping, AMP with a scaler for fp16.
 A step whose loss or gradient is not finite on any rank is skipped and counted (fp16 overflows
 are the scaler's business until its scale falls below ``MIN_LOSS_SCALE``); after
-``max_nonfinite_steps`` such steps the run stops with ``DivergenceError``, before any checkpoint
-of the diverged state is written.
+``max_nonfinite_steps`` such steps, or when every step of an epoch was skipped, the loop raises
+``NonFiniteTrip`` before any checkpoint of the diverged state is written (``common.engine.rewind``
+then rewinds, or stops the run with ``DivergenceError``). Weights that are not finite are never saved.
 After every step the ranks agree on whether a preemption signal arrived; if so the loop saves
 ``checkpoint-last.pth`` and hands over to the preemption handler.
 """
@@ -16,17 +17,19 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from common.checkpoint import non_finite_tensors
 from common.engine.checkpointing import EpochSums, Position, save_training_state
 from common.engine.distributed import DistInfo, all_reduce_sum, any_rank
 from common.engine.precision import Precision
 from common.engine.preemption import PreemptionHandler
 from common.engine.progress import PROGRESS, EpochMeter, SmoothedStepTime
+from common.engine.rewind import DivergenceError, NonFiniteTrip, RewindState
 from common.optim import CosineSchedule, set_lr
 
 logger = logging.getLogger(__name__)
@@ -35,10 +38,9 @@ LossFn = Callable[[nn.Module, Dict[str, Any]], torch.Tensor]
 # fp16: an overflow with the loss scale still >= this is the scaler's normal search for a scale
 # (skipped, not counted); below it the gradients are non-finite at any scale: counted.
 MIN_LOSS_SCALE = 1.0
-
-
-class DivergenceError(RuntimeError):
-    """Too many optimizer steps with a non-finite loss or gradient."""
+# The public names, with the errors of common.engine.rewind that the loop raises.
+__all__ = ["DivergenceError", "LossFn", "MIN_LOSS_SCALE", "NonFiniteTrip", "StepConfig", "StepResult", "TrainState",
+           "check_finite_weights", "train_one_epoch"]
 
 
 @dataclass
@@ -52,6 +54,7 @@ class TrainState:
     nonfinite_steps: int = 0
     eta_rate: SmoothedStepTime = field(default_factory=SmoothedStepTime)  # the run's step time, for the ETA
     epoch_sums: Optional[EpochSums] = None  # of the epoch a resumed run continues (see EpochMeter.sums)
+    rewinds: RewindState = field(default_factory=RewindState)  # saved with every checkpoint
 
     @property
     def unwrapped(self) -> nn.Module:
@@ -86,7 +89,8 @@ def train_one_epoch(
     """Run the epoch ``state.position.epoch`` from ``state.position.epoch_iteration`` to ``steps``.
 
     ``batches`` yields this rank's remaining micro-batches of the epoch. Returns the epoch's
-    averages (loss averaged over ranks).
+    averages (loss averaged over ranks). ``NonFiniteTrip`` when the non-finite limit trips or when
+    no step of the epoch stepped.
     """
     state.model.train()
     meter = EpochMeter(steps_total=steps, eta_rate=state.eta_rate)
@@ -99,18 +103,32 @@ def train_one_epoch(
         result = _optimizer_step(state, batches, conf)
         meter.decode_failures += result.decode_failures
         skipped, preempted = any_rank([not result.stepped, _preempt_requested(preemption)], conf.dist.device)
-        if skipped:
-            _count_nonfinite(state, meter, conf, result.loss)
-        else:
+        tripped = skipped and _count_nonfinite(state, meter, conf, result.loss)
+        if not skipped:
             meter.update(loss=result.loss, lr=lr, data_time=result.data_time, compute_time=result.compute_time,
                          samples=result.samples * conf.dist.world_size)
         pos = state.position
         state.position = Position(pos.epoch, pos.iteration + 1, step + 1)
         if (step + 1) % conf.log_period == 0 or step + 1 == steps:
             logger.info(meter.progress_line(epoch=pos.epoch, max_epoch=conf.max_epoch, step=step + 1), extra=PROGRESS)
+        if tripped:
+            raise NonFiniteTrip(f"{state.nonfinite_steps} steps with a non-finite loss or gradient "
+                                f"(TRAIN.MAX_NONFINITE_STEPS = {conf.max_nonfinite_steps})", state.position.iteration)
         if preempted:
             _checkpoint_and_stop(state, conf, preemption, meter)
-    return _epoch_summary(meter, conf)
+    summary, stepped = _epoch_summary(meter, conf)
+    if stepped == 0:
+        raise NonFiniteTrip(f"every step of epoch {state.position.epoch + 1} was skipped (non-finite loss or "
+                            "gradient): nothing was learnt", state.position.iteration)
+    return summary
+
+
+def check_finite_weights(state: TrainState, conf: StepConfig, when: str) -> None:
+    """``NonFiniteTrip`` when any rank's weights hold a NaN or an infinity (``when``: for the reason)."""
+    broken = non_finite_tensors(state.unwrapped.state_dict())
+    if any_rank([bool(broken)], conf.dist.device)[0]:
+        names = f" ({', '.join(broken[:4])}{', ...' if len(broken) > 4 else ''})" if broken else ""
+        raise NonFiniteTrip(f"the weights are not finite {when}{names}", state.position.iteration)
 
 
 @dataclass
@@ -177,16 +195,13 @@ def _apply_gradients(state: TrainState, conf: StepConfig, *, finite_loss: bool) 
     return (finite_loss and finite_grads) or overflow
 
 
-def _count_nonfinite(state: TrainState, meter: EpochMeter, conf: StepConfig, loss: float) -> None:
+def _count_nonfinite(state: TrainState, meter: EpochMeter, conf: StepConfig, loss: float) -> bool:
+    """Count a skipped step; True when that makes more than ``max_nonfinite_steps``."""
     state.nonfinite_steps += 1
     meter.skipped_steps += 1
     logger.warning("non-finite loss/gradient (loss %s) at iteration %d: step skipped (%d/%d)", loss,
                    state.position.iteration, state.nonfinite_steps, conf.max_nonfinite_steps)
-    if state.nonfinite_steps > conf.max_nonfinite_steps:
-        raise DivergenceError(
-            f"{state.nonfinite_steps} steps with a non-finite loss or gradient (TRAIN.MAX_NONFINITE_STEPS = "
-            f"{conf.max_nonfinite_steps}); stopping, the last checkpoint in {conf.output_dir} is untouched"
-        )
+    return state.nonfinite_steps > conf.max_nonfinite_steps
 
 
 def _preempt_requested(preemption: Optional[PreemptionHandler]) -> bool:
@@ -195,10 +210,16 @@ def _preempt_requested(preemption: Optional[PreemptionHandler]) -> bool:
 
 def _checkpoint_and_stop(state: TrainState, conf: StepConfig, preemption: Optional[PreemptionHandler],
                          meter: EpochMeter) -> None:
-    save_training_state(conf.output_dir, model=state.unwrapped, optimizer=state.optimizer,
-                        scaler=state.scaler, position=state.position, cfg_yaml=conf.cfg_yaml,
-                        keep_epoch_copy=False, dist=conf.dist, epoch_sums=meter.sums())
-    logger.warning("preempted: checkpoint saved at iteration %d, exiting", state.position.iteration)
+    try:
+        check_finite_weights(state, conf, f"at iteration {state.position.iteration}")
+    except NonFiniteTrip as trip:
+        logger.warning("preempted: %s, so no checkpoint is written; the rerun goes on from the last one", trip.reason)
+    else:
+        save_training_state(conf.output_dir, model=state.unwrapped, optimizer=state.optimizer,
+                            scaler=state.scaler, position=state.position, cfg_yaml=conf.cfg_yaml,
+                            keep_epoch_copy=False, dist=conf.dist, epoch_sums=meter.sums(),
+                            extra={"rewinds": state.rewinds.to_checkpoint()})
+        logger.warning("preempted: checkpoint saved at iteration %d, exiting", state.position.iteration)
     if preemption is not None:
         preemption.finish()
     raise SystemExit(0)
@@ -208,10 +229,11 @@ def _batch_size(batch: Dict[str, Any]) -> int:
     return len(batch["label"]) if "label" in batch else len(next(iter(batch.values())))
 
 
-def _epoch_summary(meter: EpochMeter, conf: StepConfig) -> Dict[str, float]:
+def _epoch_summary(meter: EpochMeter, conf: StepConfig) -> Tuple[Dict[str, float], int]:
+    """The epoch's record (loss and bad files over all ranks) and how many of its steps stepped."""
     summary = meter.summary()
     totals = all_reduce_sum(torch.tensor([meter.loss.total, meter.loss.count, meter.decode_failures],
                                          device=conf.dist.device))
     summary["train_loss"] = float(totals[0] / max(float(totals[1]), 1.0))
     summary["decode_failures"] = int(totals[2])
-    return summary
+    return summary, int(totals[1])

@@ -84,6 +84,8 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
         self.multi_scale_decoder = multi_scale_decoder
         self.masking = masking
         self.sparse_conv = sparse_conv
+        # False: the decoder and loss leave an enclosing autocast (set when a run rewinds a divergence).
+        self.decoder_autocast = True
         s1, s2, s3 = self.stage_strides
         # Factors from the stage-3 grid up to the stage-1 and stage-2 grids.
         self.mask_upsampling = (tuple(a * b for a, b in zip(s2, s3)), s3)
@@ -211,8 +213,7 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
         tokens = self.forward_stage3(tokens + self.pos_embed)
         if self.multi_scale_decoder:
             tokens = tokens + self._multi_scale(x1, x2)
-        pred = self.forward_decoder(self.norm(tokens), None)
-        return self.forward_loss(x, pred, self._pixel_weights(mask1, x)), pred
+        return self._decode(x, self.norm(tokens), None, self._pixel_weights(mask1, x))
 
     def forward(
         self, x: torch.Tensor, mask_ratio: Optional[float] = None, mask: Optional[torch.Tensor] = None
@@ -230,5 +231,17 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
             loss, pred = self._forward_input_token(x, mask)
             return loss, pred, mask
         latent, ids_restore = self.forward_encoder(x, mask)
-        pred = self.forward_decoder(latent, ids_restore)
-        return self.forward_loss(x, pred, mask), pred, mask
+        loss, pred = self._decode(x, latent, ids_restore, mask)
+        return loss, pred, mask
+
+    def _decode(self, x: torch.Tensor, latent: torch.Tensor, ids_restore: Optional[torch.Tensor],
+                weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``loss, pred`` of the decoder; with ``decoder_autocast`` False, outside any autocast, in the
+        weights' precision (ConvMAE's remedy for a long run that diverges under reduced precision)."""
+        if self.decoder_autocast:
+            pred = self.forward_decoder(latent, ids_restore)
+            return self.forward_loss(x, pred, weight), pred
+        with torch.autocast(device_type=latent.device.type, enabled=False):
+            dtype = self.decoder_pred.weight.dtype
+            pred = self.forward_decoder(latent.to(dtype), ids_restore)
+            return self.forward_loss(x.to(dtype), pred, weight), pred

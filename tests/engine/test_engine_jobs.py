@@ -64,7 +64,7 @@ def test_resume_at_epoch_boundary_matches_uninterrupted_run(tmp_path):
     os.replace(tmp_path / "split" / "checkpoint-1.pth", tmp_path / "split" / "checkpoint-last.pth")
     (tmp_path / "split" / "log.jsonl").unlink()
     run_job("pretrain", toy_cfg("video_pretrain", tmp_path / "split", "SOLVER.MAX_EPOCH", "3"))
-    assert _losses(tmp_path / "split") == _losses(tmp_path / "full")[1:]
+    assert _losses(tmp_path / "split") == _losses(tmp_path / "full")  # epoch 1's record rebuilt from its checkpoint
     full, split = (safe_load(tmp_path / d / "checkpoint-last.pth") for d in ("full", "split"))
     assert split["iteration"] == full["iteration"] == 6
     for key, value in full["model"].items():
@@ -98,20 +98,25 @@ def test_preemption_mid_epoch_checkpoints_and_resumes_exactly(tmp_path, monkeypa
 
 
 def test_nonfinite_steps_are_skipped_then_stop(tmp_path, monkeypatch):
+    """Every other step is NaN: skipped and counted; more than TRAIN.MAX_NONFINITE_STEPS of them stop
+    the run (without rewinds); a run whose every step was skipped: see tests/robustness/test_rewind.py."""
+    import itertools
+
     import common.engine.jobs as jobs
     real = jobs.build_loss_fn
 
-    def nan_loss(cfg, spec, device):
-        fn = real(cfg, spec, device)
-        return lambda model, batch: fn(model, batch) * float("nan")
+    def every_other_step_nan(cfg, spec, device):
+        fn, calls = real(cfg, spec, device), itertools.count()
+        return lambda model, batch: fn(model, batch) * (float("nan") if next(calls) % 2 else 1.0)
 
-    monkeypatch.setattr(jobs, "build_loss_fn", nan_loss)
+    monkeypatch.setattr(jobs, "build_loss_fn", every_other_step_nan)
     with pytest.raises(DivergenceError, match="MAX_NONFINITE_STEPS"):
-        run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "TRAIN.MAX_NONFINITE_STEPS", "2"))
-    last_good = safe_load(find_resume_checkpoint(str(tmp_path)))  # epoch 1: 2 skipped steps, within limit
+        run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "TRAIN.MAX_NONFINITE_STEPS", "1",
+                                    "TRAIN.MAX_REWINDS", "0"))
+    last_good = safe_load(find_resume_checkpoint(str(tmp_path)))  # epoch 1: 1 skipped step, within limit
     assert last_good["epoch"] == 1 and all(torch.isfinite(v).all() for v in last_good["model"].values())
     record = run_job("pretrain", toy_cfg("video_pretrain", tmp_path / "ok", "TRAIN.MAX_NONFINITE_STEPS", "10"))
-    assert record["skipped_steps"] == 2
+    assert record["skipped_steps"] == 1 and record["epoch"] == 2
 
 
 def _weight_changes(start, run_dir):

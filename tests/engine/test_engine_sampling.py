@@ -37,6 +37,29 @@ def test_set_epoch_start_skips_exactly():
     assert list(sampler) == full[5:] and len(sampler) == 7
 
 
+def test_a_redraw_reorders_the_rest_of_the_epoch_alike_on_every_rank():
+    """A rewind redraws the order from a per-rank position on: what each rank has already seen
+    stays, the rest of the epoch holds the same samples in another order, the same for a given
+    salt on every rank (and after a resume), another for another salt; redraws stack."""
+    world, start = 2, 3
+    samplers = [TrainSampler(21, rank=r, world_size=world, seed=3) for r in range(world)]
+    plain = [s.epoch_order(4) for s in samplers]
+    redrawn = [s.epoch_order(4, redraws=[(start, 1)]) for s in samplers]
+    for before, after in zip(plain, redrawn):
+        assert after[:start] == before[:start] and after[start:] != before[start:] and len(after) == len(before)
+    seen = {pair for order in plain for pair in order[:start]}
+    unseen = sorted(set(TrainSampler(21, rank=0, world_size=1, seed=3).epoch_order(4)) - seen)
+    rest = [pair for order in redrawn for pair in order[start:]]
+    assert len(set(rest)) == len(rest) == world * (10 - start) and set(rest) <= set(unseen)  # unseen ones only
+    assert not {i for i, _ in redrawn[0]} & {i for i, _ in redrawn[1]}  # still disjoint shards
+    assert redrawn == [s.epoch_order(4, redraws=[(start, 1)]) for s in samplers]
+    assert redrawn != [s.epoch_order(4, redraws=[(start, 2)]) for s in samplers]
+    stacked = samplers[0].epoch_order(4, redraws=[(start, 1), (6, 2)])
+    assert stacked[:6] == redrawn[0][:6] and stacked[6:] != redrawn[0][6:]
+    samplers[0].set_epoch(4, start=5, redraws=[(start, 1)])  # a resume inside the redrawn epoch
+    assert list(samplers[0]) == redrawn[0][5:]
+
+
 def test_train_sampler_rejects_tiny_dataset():
     with pytest.raises(ValueError, match="smaller"):
         TrainSampler(1, rank=0, world_size=2, seed=0)

@@ -4,12 +4,15 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
+import pytest
 import torch
 
 from common.checkpoint import safe_load
@@ -33,12 +36,19 @@ def pretrain_args(output_dir: Path, data_dir: Path, *extra: str) -> List[str]:
                                                   "DETERMINISTIC", "True", *extra)]
 
 
-def start_tool(args: List[str], log: Path, *, pause_at: Optional[str] = None, marker: Optional[Path] = None,
-               tool: Path = PRETRAIN_TOOL, own_group: bool = False) -> subprocess.Popen:
-    """Start ``python tool args`` (through ``paused_tool.py`` when ``pause_at`` is given); its
-    output goes to ``log``. ``own_group``: in a new process group (``os.killpg(proc.pid, sig)``
-    then signals the run and its data workers, as Slurm and Ctrl-C do, and not the tests)."""
-    wrapper = [str(PAUSED_TOOL), "--pause-at", pause_at, "--marker", str(marker), "--"] if pause_at else []
+def start_tool(args: List[str], log: Path, *, pause_at: Union[str, Sequence[str], None] = None,
+               marker: Union[Path, Sequence[Path], None] = None, tool: Path = PRETRAIN_TOOL,
+               own_group: bool = False) -> subprocess.Popen:
+    """Start ``python tool args`` (through ``paused_tool.py`` when ``pause_at`` is given: one pause,
+    or a list of pauses with one marker each); its output goes to ``log``. ``own_group``: in a new
+    process group (``os.killpg(proc.pid, sig)`` then signals the run and its data workers, as Slurm
+    and Ctrl-C do, and not the tests)."""
+    pauses = [pause_at] if isinstance(pause_at, str) else list(pause_at or [])
+    markers = [marker] if isinstance(marker, (str, Path)) else list(marker or [])
+    wrapper = [str(PAUSED_TOOL)]
+    for pause, mark in zip(pauses, markers, strict=True):
+        wrapper += ["--pause-at", pause, "--marker", str(mark)]
+    wrapper = [*wrapper, "--"] if pauses else []
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, *wrapper, str(tool), *args], cwd=REPO, env=env, stdout=out,
@@ -67,10 +77,24 @@ def log_has(output_dir: Path, text: str) -> Callable[[], bool]:
     return lambda: path.is_file() and text in path.read_text()
 
 
+def json_records(output_dir: Path) -> List[dict]:
+    """Every record of ``OUTPUT_DIR/log.jsonl``: the epochs' and the events' (rewinds)."""
+    return [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
+
+
 def epoch_losses(output_dir: Path) -> Dict[int, float]:
-    """``{epoch: train_loss}`` from ``log.jsonl`` (a later line for the same epoch wins)."""
-    records = [json.loads(line) for line in (output_dir / "log.jsonl").read_text().splitlines()]
-    return {r["epoch"]: r["train_loss"] for r in records}
+    """``{epoch: train_loss}`` from ``log.jsonl`` (a later line for the same epoch wins; events skipped)."""
+    return {r["epoch"]: r["train_loss"] for r in json_records(output_dir) if "train_loss" in r}
+
+
+def rewind_records(output_dir: Path) -> List[dict]:
+    """The rewind records of ``log.jsonl``."""
+    return [r for r in json_records(output_dir) if r.get("event") == "rewind"]
+
+
+def output_lines(path: Path) -> List[str]:
+    """The non-empty lines a tool printed (its captured stdout and stderr)."""
+    return [line for line in path.read_text().splitlines() if line.strip()]
 
 
 def load_all_checkpoints(output_dir: Path) -> Dict[str, dict]:
@@ -100,3 +124,27 @@ class PausedFirstAttempt(JobRunner):
 
         trainer._preempt_requested = wait_for_signal
         return super().__call__()
+
+
+@contextmanager
+def small_filesystem(where: Path, size_bytes: int) -> Iterator[Path]:
+    """A real tmpfs of ``size_bytes`` mounted at ``where`` for the test (needs the right to mount,
+    as root in a container); the test is skipped where it cannot be mounted."""
+    where.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_bytes}", "tmpfs", str(where)],
+                             capture_output=True, text=True) if shutil.which("mount") else None
+    if mounted is None or mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip() if mounted else 'no mount command'}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill_filesystem(folder: Path, leave_bytes: int) -> Path:
+    """Write a filler file in ``folder`` that leaves about ``leave_bytes`` free on its filesystem."""
+    filler = folder / "filler.bin"
+    free = shutil.disk_usage(folder).free
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(free - leave_bytes, 0))
+    return filler

@@ -95,6 +95,9 @@ WRONG: List[Wrong] = [
     Wrong("TRAIN.EVAL_PERIOD", ("0",)),
     Wrong("TRAIN.REPEATED_AUG", ("0",)),
     Wrong("TRAIN.MAX_NONFINITE_STEPS", negative_ints()),
+    Wrong("TRAIN.KEEP_CHECKPOINTS", negative_ints()),
+    Wrong("TRAIN.WEIGHTS_PERIOD", negative_ints()),
+    Wrong("TRAIN.MAX_REWINDS", negative_ints()),
     Wrong("SOLVER.OPTIMIZING_METHOD", ("adam", "AdamW")),
     Wrong("SOLVER.BASE_LR", ("0.0", *below(0.0))),
     Wrong("SOLVER.MIN_LR", ("-1e-6", "1.0")),  # 1.0: above the peak lr, the "decay" would rise

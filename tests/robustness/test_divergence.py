@@ -1,5 +1,6 @@
 """Divergence: non-finite losses and gradients are skipped and counted up to
-TRAIN.MAX_NONFINITE_STEPS, then the run stops with the last good checkpoint byte-identical;
+TRAIN.MAX_NONFINITE_STEPS, then (with TRAIN.MAX_REWINDS 0) the run stops with the last good
+checkpoint byte-identical;
 fp16 uses a loss scaler whose overflow steps are not divergence, bf16 needs none."""
 import math
 
@@ -35,7 +36,8 @@ def _poisoned_loss(monkeypatch, poison):
 
 @pytest.mark.parametrize("poison", [lambda loss: loss * math.nan, NanGradient.apply], ids=["nan_loss", "nan_grad"])
 def test_divergence_stops_and_leaves_the_last_good_checkpoint_untouched(tmp_path, monkeypatch, poison):
-    settings = ("TRAIN.MAX_NONFINITE_STEPS", "1", "LOG.PERIOD", "1", "TRAIN.CHECKPOINT_PERIOD", "1")
+    settings = ("TRAIN.MAX_NONFINITE_STEPS", "1", "LOG.PERIOD", "1", "TRAIN.CHECKPOINT_PERIOD", "1",
+                "TRAIN.MAX_REWINDS", "0")  # no rewind: stop at the first trip (test_rewind.py rewinds)
     jobs.run_job("pretrain", toy_cfg("video_pretrain", tmp_path, *settings, "SOLVER.MAX_EPOCH", "1"))
     good = (tmp_path / "checkpoint-last.pth").read_bytes()
     _poisoned_loss(monkeypatch, poison)

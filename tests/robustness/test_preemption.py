@@ -14,8 +14,8 @@ from common.checkpoint import safe_load
 from common.engine.jobs import run_job
 from common.engine.preemption import DEFAULT_SIGNALS, INTERRUPTED_EXIT_CODE, PreemptionHandler, ignore_in_workers
 from tests.engine.toy_data import real_cfg, real_overrides
-from tests.robustness.helpers import (RECIPE, STEPS_PER_EPOCH, WAIT_S, PausedFirstAttempt, log_has, pretrain_args,
-                                      same_weights, start_tool, wait_for)
+from tests.robustness.helpers import (RECIPE, STEPS_PER_EPOCH, WAIT_S, PausedFirstAttempt, log_has, output_lines,
+                                      pretrain_args, same_weights, start_tool, temp_files, wait_for)
 
 
 def _progress_after(run, text: str):
@@ -127,6 +127,35 @@ def test_a_second_ctrl_c_stops_at_once():
     finally:
         handler.uninstall()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_during_the_preemption_save_exits_130_with_one_line(tmp_path, video_data):
+    """The first Ctrl-C lands after a step of epoch 2, the second while ``torch.save`` is writing
+    the preemption checkpoint: the run stops at once, exit 130, one line, no traceback, and
+    ``checkpoint-last.pth`` is still epoch 1's, with no temp file left."""
+    run, out = tmp_path / "run", tmp_path / "ctrl-c.out"
+    held, writing = tmp_path / "held", tmp_path / "writing"
+    args = pretrain_args(run, video_data, "SOLVER.MAX_EPOCH", "2")
+    proc = start_tool(args, out, pause_at=[f"hold:{STEPS_PER_EPOCH + 1}", "write:checkpoint-last.pth:2"],
+                      marker=[held, writing], own_group=True)
+    try:
+        wait_for(held.is_file, "the hold after the first step of epoch 2", proc)
+        previous = (run / "checkpoint-last.pth").read_bytes()
+        os.killpg(proc.pid, signal.SIGINT)
+        wait_for(log_has(run, "Ctrl-C: checkpointing"), "the first Ctrl-C logged", proc)
+        held.unlink()
+        wait_for(writing.is_file, "the preemption save under way", proc)
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = out.read_text()
+    assert proc.returncode == INTERRUPTED_EXIT_CODE, text[-3000:]
+    assert "Traceback" not in text and output_lines(out)[-1] == "interrupted: stopped at once (Ctrl-C)"
+    assert log_has(run, "second Ctrl-C: stopping at once, without a checkpoint")()
+    assert (run / "checkpoint-last.pth").read_bytes() == previous and temp_files(run) == []
 
 
 def test_data_workers_ignore_the_signals_meant_for_the_main_process():
