@@ -130,7 +130,8 @@ def check_choices(cfg: CfgNode, job: str, world_size: int) -> List[str]:
 
 def check_data(cfg: CfgNode, job: str, world_size: int) -> List[str]:
     """Class count, sampling rate, normalisation statistics."""
-    problems = _at_least("MODEL.NUM_CLASSES", cfg.MODEL.NUM_CLASSES, 1)
+    problems = [] if cfg.MODEL.NUM_CLASSES >= 0 else [
+        _describe("MODEL.NUM_CLASSES", cfg.MODEL.NUM_CLASSES, "a number of classes, or 0 to take it from the data")]
     problems += _at_least("DATA.SAMPLING_RATE", cfg.DATA.SAMPLING_RATE, 1)
     if not cfg.DATA.MEAN or len(cfg.DATA.MEAN) != len(cfg.DATA.STD):
         problems.append(_describe("DATA.MEAN", list(cfg.DATA.MEAN),
