@@ -77,6 +77,19 @@ def model_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
     return dict(state)
 
 
+def check_finite(weights: Mapping[str, Any], path: PathLike) -> None:
+    """``CheckpointError`` naming every tensor of ``weights`` (from the checkpoint ``path``) that
+    holds a NaN or an infinity: such weights (a run that diverged) would train or predict NaN
+    without an error."""
+    bad = [name for name, value in weights.items()
+           if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        shown = ", ".join(bad[:8]) + (f", ... ({len(bad) - 8} more)" if len(bad) > 8 else "")
+        raise CheckpointError(f"checkpoint {path} has non-finite values (NaN or inf) in {len(bad)} "
+                              f"tensor{'s' if len(bad) > 1 else ''}: {shown}; it comes from a run that diverged: "
+                              "use an earlier checkpoint of it")
+
+
 def classifier_state_from_pretraining(
     state: Mapping[str, torch.Tensor],
     model: nn.Module,

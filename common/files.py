@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import re
 import secrets
 import shutil
+import socket
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, TextIO, Union
+from typing import Any, BinaryIO, Callable, Collection, Iterator, List, Optional, TextIO, Union
 
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
 TEMP_SUFFIX = ".engine-tmp"
-_TEMP_NAME = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
+LOCK_FILE = ".run.lock"  # one writer per output folder: training runs and the result tools lock the same name
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.\d+\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
 # Created files get 0o666 minus the umask, like every other file of the run (mkstemp's 0o600 did not).
 _FILE_MODE = 0o666
 
@@ -37,6 +40,33 @@ def temp_path(path: PathLike) -> Path:
 def is_engine_temp(name: str) -> bool:
     """True for a name ``temp_path`` makes (and no other)."""
     return bool(_TEMP_NAME.match(name))
+
+
+def temp_target(name: str) -> Optional[str]:
+    """The name a temp name of ``temp_path`` stands for (``NAME`` of ``.NAME.PID.RANDOM.engine-tmp``),
+    else None."""
+    match = _TEMP_NAME.match(name)
+    return match.group("target") if match else None
+
+
+def remove_engine_temp_files(folder: PathLike, *, recursive: bool = False,
+                             targets: Optional[Collection[str]] = None) -> List[str]:
+    """Delete the temp files of ``atomic_write`` that killed processes left in ``folder`` (in its
+    subfolders too with ``recursive``; only those standing for ``targets`` when given): files with
+    the engine's temp names only, never through a link. The caller holds the folder's lock, so no
+    live writer owns them. Returns the paths removed."""
+    removed = []
+    for root, dirs, files in os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]:
+        for name in files:
+            path = os.path.join(root, name)
+            target = temp_target(name)
+            if target is None or (targets is not None and target not in targets):
+                continue
+            if os.path.isfile(path) and not os.path.islink(path):
+                os.remove(path)
+                removed.append(path)
+                logger.warning("removed %s, left half-written by a run that was killed", path)
+    return sorted(removed)
 
 
 def atomic_write(path: PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -64,6 +94,17 @@ def atomic_write_text(path: PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def json_text(obj: Any, *, indent: Optional[int] = None) -> str:
+    """``obj`` as strict JSON: a NaN or infinity (which ``json`` would write as the invalid
+    ``NaN``/``Infinity``) raises ValueError instead of making a file other readers reject."""
+    return json.dumps(obj, indent=indent, allow_nan=False)
+
+
+def atomic_write_json(path: PathLike, obj: Any, *, indent: Optional[int] = None) -> None:
+    """``atomic_write_text`` of ``json_text(obj)`` and a newline."""
+    atomic_write_text(path, json_text(obj, indent=indent) + "\n")
+
+
 def open_no_follow(path: PathLike, flags: int, mode: int = _FILE_MODE) -> int:
     """``os.open`` that refuses a symbolic link at ``path`` (``O_NOFOLLOW``) with an error naming it,
     so a link planted in a shared folder cannot make the run write to a file of its choosing."""
@@ -79,6 +120,36 @@ def open_append_text(path: PathLike) -> TextIO:
     """``path`` opened for appending text (created if missing), never through a symbolic link."""
     fd = open_no_follow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     return os.fdopen(fd, "a", encoding="utf-8")
+
+
+class LockHeldError(RuntimeError):
+    """Another process holds the lock; ``owner`` is what it wrote in the lock file ("pid N on HOST")."""
+
+    def __init__(self, path: PathLike, owner: str) -> None:
+        super().__init__(f"{path} is held by {owner}")
+        self.owner = owner
+
+
+@contextmanager
+def exclusive_lock_or_fail(path: PathLike) -> Iterator[int]:
+    """Hold an ``flock`` on the lock file ``path`` (created, never through a link) without waiting:
+    ``LockHeldError`` naming the holder when another process has it. The holder's pid and host are
+    written into the file for that message. The kernel releases the lock when the process dies,
+    so a killed process leaves no stale lock. Yields the file's fd."""
+    fd = open_no_follow(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            owner = os.pread(fd, 256, 0).decode(errors="replace").strip() or "unknown"
+            raise LockHeldError(path, owner) from err
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextmanager

@@ -1,10 +1,16 @@
-"""Process-wide settings that the entry points (tools/, benchmarks/) apply before any work.
+"""Process-wide settings that the entry points (tools/, benchmarks/) apply before any work, and
+the set-up of the worker processes they start.
 
 The library never applies them on import: a program that embeds it keeps its own settings.
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
+import threading
+import time
 
 THP_VARIABLE = "THP_MEM_ALLOC_ENABLE"
 
@@ -18,3 +24,25 @@ def configure_process() -> None:
     61 ms on the 2-core CPU of docs/performance.md.
     """
     os.environ.setdefault(THP_VARIABLE, "1")
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Initializer of a pool worker started by ``parent_pid``: the worker ends when that process
+    dies, even by SIGKILL, instead of waiting forever for work that will never come (a pool's
+    workers share its queues, so none of them sees the parent go). On Linux the kernel sends the
+    worker SIGKILL (``prctl(PR_SET_PDEATHSIG)``); elsewhere a thread checks the parent every second."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)

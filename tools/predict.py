@@ -3,24 +3,26 @@
 Each file is read as the run's multi-view test reads it (TEST.NUM_ENSEMBLE_VIEWS x
 TEST.NUM_SPATIAL_CROPS views from one decode); the softmax scores are averaged over the views.
 Prints a table and writes one JSON object per input: path, topk [{id, name, score}], num_views,
-error (a file that cannot be read is reported in its row; the others go on).
+error (a file that cannot be read is reported in its row; the others go on). Beside the output,
+FILE.jsonl.manifest.json records the model (checkpoint sha256), options, inputs and code
+version: a rerun with the same ones keeps the predictions and retries the files that failed;
+other ones are refused unless --overwrite. --output is checked before any work.
 
-Usage: python tools/predict.py --run OUTPUT_DIR [--checkpoint FILE] [--topk 5] [--output FILE.jsonl] INPUT...
+Usage: python tools/predict.py --run OUTPUT_DIR [--checkpoint FILE] [--topk 5] [--output FILE.jsonl] [--overwrite] INPUT...
        (INPUT: files or folders; torchrun --nproc_per_node=N tools/predict.py --run-dir OUTPUT_DIR ... splits
        the files over N ranks: torchrun reads --run itself)
 """
 import argparse
-import json
 import os
 import sys
 from typing import List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.engine.inference import Prediction, collect_inputs, predict_files  # noqa: E402
-from common.engine.inference_cli import (add_model_arguments, check_model_arguments, load_from_args,  # noqa: E402
-                                         tool_process)
-from common.files import atomic_write_text  # noqa: E402
+from common.engine.inference import Prediction, collect_inputs, predict_to_file  # noqa: E402
+from common.engine.inference_cli import (add_model_arguments, add_overwrite_argument,  # noqa: E402
+                                         check_model_arguments, held_output, load_from_args, tool_process)
+from common.manifest import OutputFolder  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
@@ -30,6 +32,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     add_model_arguments(parser)
     parser.add_argument("--topk", type=int, default=5, help="classes per file (default 5)")
     parser.add_argument("--output", default="predictions.jsonl", help="JSON-lines file (default predictions.jsonl)")
+    add_overwrite_argument(parser)
     parser.add_argument("inputs", nargs="+", help="video/image files or folders (searched recursively)")
     args = parser.parse_args(argv)
     check_model_arguments(parser, args)
@@ -56,16 +59,15 @@ def format_table(predictions: List[Prediction]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> List[Prediction]:
     args = parse_args(argv)
-    with tool_process() as dist:
+    with tool_process() as dist, held_output(OutputFolder(args.output, single_file=True), dist) as out:
         loaded = load_from_args(args, dist)
         paths = [path for path, _ in collect_inputs(args.inputs, loaded.modality)]
-        predictions = predict_files(loaded, paths, topk=args.topk, dist=dist)
+        run = predict_to_file(loaded, paths, out, topk=args.topk, overwrite=args.overwrite, dist=dist)
         if dist.is_main:
-            atomic_write_text(args.output, "".join(json.dumps(p.as_json()) + "\n" for p in predictions))
-            print(format_table(predictions))
-            failed = sum(bool(p.error) for p in predictions)
-            print(f"{len(predictions)} files, {failed} unreadable; predictions written to {args.output}")
-        return predictions
+            print(format_table(run.predictions))
+            print(f"{len(run.predictions)} files: {run.predicted} predicted, {run.reused} done before, {run.failed} "
+                  f"unreadable; predictions written to {args.output}")
+        return run.predictions
 
 
 if __name__ == "__main__":

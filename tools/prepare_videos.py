@@ -13,6 +13,12 @@ folders give the labels and classids.json, otherwise the lists are path-only, fo
 such split (finetuning needs a val split). With --kinetics-csv, SRC is the folder holding the videos of
 the official Kinetics annotation CSVs ({youtube_id}_{start:06d}_{end:06d}.mp4, in class folders or
 flat); DST then also gets classids.json (class name -> id, sorted names).
+
+Each source gets its own output (its path under SRC, percent-encoded: x y.mp4 -> x%20y.mp4,
+clip.webm -> clip.webm.mp4). DST/manifest.json records the settings, the source and each output's
+source: a rerun with the same settings converts what is missing (new or failed sources) and keeps
+the rest; other settings are refused with one line naming them, unless --overwrite. One run at a
+time per DST; killing the main process ends its workers too.
 """
 import argparse
 import logging
@@ -24,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.engine.cli import exit_with_user_error  # noqa: E402
 from common.errors import UserError  # noqa: E402
+from common.manifest import OVERWRITE_FLAG  # noqa: E402
 from videoconvmae.data.prepare import prepare_videos  # noqa: E402
 
 
@@ -44,6 +51,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the held-out shares")
     parser.add_argument("--unlabeled", action="store_true",
                         help="a plain folder's sub-folders are not classes: path-only lists, for pretraining")
+    parser.add_argument(OVERWRITE_FLAG, action="store_true",
+                        help="start over: delete what an earlier run with other settings wrote in DST (only the files "
+                             "its manifest names) instead of refusing; without it a rerun with the same settings "
+                             "resumes and retries the sources that failed")
     return parser.parse_args(argv)
 
 
@@ -55,6 +66,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.src, args.dst, short_side=args.short_side, fps=args.fps, gop=args.gop, crf=args.crf,
             preset=args.preset, workers=args.workers, kinetics_csvs=args.kinetics_csv, progress=not args.no_progress,
             val_share=args.val_share, test_share=args.test_share, split_seed=args.split_seed, unlabeled=args.unlabeled,
+            overwrite=args.overwrite,
         )
     except UserError as err:
         exit_with_user_error(err)

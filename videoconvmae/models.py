@@ -25,10 +25,10 @@ NUM_FEATURE_LEVELS = 3
 
 # timm reads the pretrained configs of the entrypoints registered below from this name. timm's
 # configs describe images (it asserts a 3-tuple input_size), so input_size and pool_size are
-# per frame: the clips are 16 such frames.
+# per frame: the clips are 16 such frames. The size is fixed unless dynamic_img_size=True.
 default_cfgs = pretrained_cfgs(
     [f"video_convvit_{size}_patch16" for size in ("small", "base", "large")],
-    input_size=(3, 224, 224), pool_size=(14, 14), crop_pct=1.0, num_classes=400,
+    input_size=(3, 224, 224), pool_size=(14, 14), crop_pct=1.0, num_classes=400, fixed_input_size=True,
 )
 
 

@@ -87,6 +87,12 @@ def per_rank_batch(global_batch: int, dist: DistInfo, key: str) -> int:
     return global_batch // dist.world_size
 
 
+def clips_per_step(cfg: CfgNode) -> int:
+    """Samples per optimizer step over all ranks (the lr scaling batch): TRAIN.BATCH_SIZE items x
+    TRAIN.ACCUM_ITER x DATA.REPEATED_SAMPLING clips per item."""
+    return cfg.TRAIN.BATCH_SIZE * cfg.TRAIN.ACCUM_ITER * cfg.DATA.REPEATED_SAMPLING
+
+
 def build_train_loader(cfg: CfgNode, dataset: Dataset, dist: DistInfo) -> DataLoader:
     """Loader over ``SeededDataset(dataset)`` with an epoch-seeded ``TrainSampler`` (``train_sampler(loader)``)."""
     sampler = TrainSampler(len(dataset), rank=dist.rank, world_size=dist.world_size,

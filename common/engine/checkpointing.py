@@ -23,8 +23,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from common.checkpoint import (PRETRAIN_ONLY_PREFIXES, CheckpointError, atomic_save, load_pretrained_into_classifier,
-                               model_state_dict, safe_load)
+from common.checkpoint import (PRETRAIN_ONLY_PREFIXES, CheckpointError, atomic_save, check_finite,
+                               load_pretrained_into_classifier, model_state_dict, safe_load)
 from common.engine.distributed import DistInfo, all_gather_objects
 from common.engine.rng import capture_rng_state, restore_rng_state
 from common.errors import UserError
@@ -201,9 +201,10 @@ def load_initial_weights(model: nn.Module, path: str, *, into_classifier: bool) 
     ``load_pretrained_into_classifier`` (decoder dropped, position embedding interpolated);
     other models load non-strictly. Every encoder parameter (all but the classifier head and
     the decoder) must come from the file: ``CheckpointError`` lists what matched and what did
-    not, rather than training from random weights.
+    not, rather than training from random weights; it names the tensors holding NaN or inf too.
     """
     weights = model_state_dict(safe_load(path))
+    check_finite(weights, path)
     if into_classifier:
         missing, unexpected = load_pretrained_into_classifier(model, weights)
     else:

@@ -29,8 +29,9 @@ from common.data import batch_inputs, build_dataset
 from common.data.class_count import resolve_num_classes
 from common.engine.builders import make_loader
 from common.engine.checkpointing import LAST_CHECKPOINT
+from common.engine.config_checks import validate_config, world_size_from_env
 from common.engine.jobs import run_job
-from common.engine.progress import JSON_LOG_FILE
+from common.engine.progress import JSON_LOG_FILE, LOG_FILE
 from common.engine.reconstruct import write_finetune_comparison, write_reconstruction, write_training_curve
 from common.files import atomic_write_text, build_folder_atomically
 from common.modality import modality_of_config, modality_of_dataset
@@ -43,6 +44,8 @@ PRETRAIN_CONFIG = CONFIG_DIR / "video_pretrain.yaml"
 FINETUNE_CONFIG = CONFIG_DIR / "video_finetune.yaml"
 RESULTS_FILE = "demo_results.json"
 NUM_STAGES = 5
+PROGRESS_EVERY_S = 5.0  # seconds between the console's progress lines (log.txt has them all)
+FINETUNE_INITS = ("pretrained", "scratch")  # stage folders finetune_<init>
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,16 @@ def stage_config(plan: DemoPlan, recipe: Path, stage: str, extra: Sequence[str] 
     paths = ["OUTPUT_DIR", str(plan.output_dir / stage), "DATA.PATH_TO_DATA_DIR", str(data_dir_of(plan)),
              "RNG_SEED", str(plan.seed)]
     return load_config(str(recipe), [*paths, *extra, *plan.overrides])
+
+
+def check_demo_plan(plan: DemoPlan) -> None:
+    """``ConfigError`` for a config of the plan that cannot run, before any data is generated or
+    anything written: pretraining, and finetuning (from scratch: the pretraining checkpoint does
+    not exist yet; the multi-view test reads the same config)."""
+    world_size = world_size_from_env()
+    validate_config(stage_config(plan, plan.pretrain_recipe, "pretrain"), job="pretrain", world_size=world_size)
+    finetune = stage_config(plan, plan.finetune_recipe, "finetune_scratch", ["TRAIN.CHECKPOINT_FILE_PATH", ""])
+    validate_config(finetune, job="finetune", world_size=world_size)
 
 
 def _run_stage(number: int, title: str, job: str, cfg: CfgNode) -> Tuple[Dict[str, Any], float]:
@@ -155,14 +168,16 @@ def previous_stage_seconds(output_dir: Path) -> Dict[str, float]:
 def run_demo(plan: DemoPlan) -> Dict[str, Any]:
     """Run the five stages and write the pictures and ``demo_results.json``; returns the results.
 
-    A stage that had already finished (a rerun) keeps the timing of the run that did the work."""
+    Every stage's config is checked first (``check_demo_plan``), before any data is generated. A stage
+    that had already finished (a rerun) keeps the timing of the run that did the work."""
+    check_demo_plan(plan)
     earlier = previous_stage_seconds(plan.output_dir)
     pretrain_cfg = stage_config(plan, plan.pretrain_recipe, "pretrain")
     ensure_synthetic_dataset(pretrain_cfg)
     seconds: Dict[str, float] = {}
     metrics, seconds["pretrain"] = _run_stage(1, f"pretrain {pretrain_cfg.MODEL.NAME}", "pretrain", pretrain_cfg)
     _keep_earlier_timing(seconds, "pretrain", metrics, earlier)
-    inits = {"pretrained": str(Path(pretrain_cfg.OUTPUT_DIR) / LAST_CHECKPOINT), "scratch": ""}
+    inits = dict(zip(FINETUNE_INITS, (str(Path(pretrain_cfg.OUTPUT_DIR) / LAST_CHECKPOINT), "")))
     tests: Dict[str, Dict[str, Any]] = {}
     finetune_dirs: Dict[str, Path] = {}
     for k, (name, init) in enumerate(inits.items()):
@@ -171,6 +186,7 @@ def run_demo(plan: DemoPlan) -> Dict[str, Any]:
         _keep_earlier_timing(seconds, f"finetune_{name}", metrics, earlier)
         tests[name], seconds[f"test_{name}"] = _run_stage(3 + 2 * k, f"multi-view test ({name} init)", "test", cfg)
         finetune_dirs[name] = Path(cfg.OUTPUT_DIR)
+    logger.info("demo: pictures -> %s", plan.output_dir)
     start = time.perf_counter()
     pictures = write_pictures(pretrain_cfg, finetune_dirs, plan.output_dir, plan.seed)
     seconds["pictures"] = time.perf_counter() - start
@@ -223,3 +239,13 @@ def format_table(results: Dict[str, Any]) -> str:
              f"{results['views_per_video']} views, {results['finetune_epochs']} finetuning epochs each")
     width = max(len(label) for label, _ in rows)
     return "\n".join([title] + [f"  {label:<{width}}  {value}" for label, value in rows])
+
+
+def result_paths(plan: DemoPlan, results: Dict[str, Any]) -> List[str]:
+    """The demo's last lines: ``results: PATH``, ``pictures: PATH, ...``, ``logs: PATH, ...``, every
+    path one that exists (the demo's log.txt with every stage, then each stage's)."""
+    out = plan.output_dir
+    stage_logs = [out / stage / LOG_FILE for stage in ("pretrain", *(f"finetune_{init}" for init in FINETUNE_INITS))]
+    return [f"results: {out / RESULTS_FILE}",
+            f"pictures: {', '.join(str(out / name) for name in results['files'])}",
+            f"logs: {', '.join(str(path) for path in [out / LOG_FILE, *stage_logs])}"]

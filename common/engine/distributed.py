@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any, Callable, List, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from common.errors import UserError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,23 @@ def all_gather_objects(obj: Any) -> List[Any]:
     gathered: List[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def run_on_main(work: Callable[[], T], info: DistInfo) -> T:
+    """``work()`` on the main rank only; every rank gets its result (picklable), or raises the error
+    it raised (as a ``UserError`` with its message where it was one), so no rank waits for a main
+    rank that gave up."""
+    outcome = ("ok", None)
+    if info.is_main:
+        try:
+            outcome = ("ok", work())
+        except Exception as err:
+            all_gather_objects(("user" if isinstance(err, UserError) else "error", str(err)))
+            raise
+    kind, value = all_gather_objects(outcome)[0]
+    if kind == "ok":
+        return value
+    raise (UserError if kind == "user" else RuntimeError)(value)
 
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:

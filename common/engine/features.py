@@ -6,9 +6,17 @@ one decode) and averages the views' embeddings -> ``DIR/features.npy`` (N x C) a
 ``DIR/index.csv`` (row -> path). Window mode reads each video once through the modality's
 ``sliding_windows`` -> ``DIR/<relative path>.npy`` (num_windows x C) and
 ``DIR/<relative path>.json`` (window start times in seconds, frame numbers, fps). ``pool="none"``
-keeps the token grid (T', H', W', C) instead of the pooled vector. Outputs are written
-atomically (temp name + rename in the same folder), so a finished output is complete and a
-rerun skips it; files are sharded over ``torchrun`` ranks.
+keeps the token grid (T', H', W', C) instead of the pooled vector. Files are sharded over
+``torchrun`` ranks; a file whose features are not finite is reported as failed, not written.
+
+``DIR/manifest.json`` (``common.manifest``) says what made the folder: model, checkpoint sha256,
+mode, pool, window stride, preprocessing, inputs, code version. A rerun with the same ones
+resumes: finished outputs are kept, failed files are tried again (and stay in the summary until
+they succeed); other ones are refused unless ``overwrite``. Every file is written atomically
+(temp name + rename); clip mode's ``features.npy``, ``index.csv`` and ``errors.json`` form one
+result set that the manifest, saved last, names with their sha256, so a set cut between two
+files by a kill is computed again rather than taken as done (``load_clip_features`` reads a
+set only whole).
 """
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ import csv
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -26,12 +35,13 @@ from torch import nn
 
 from common.data import batch_inputs
 from common.data.failures import SampleError
-from common.engine.distributed import DistInfo, all_gather_objects, barrier
+from common.engine.distributed import DistInfo, all_gather_objects, barrier, run_on_main
 from common.engine.evaluation import in_chunks
-from common.engine.inference import LoadedModel, files_loader, local_dist
+from common.engine.inference import LoadedModel, files_loader, local_dist, model_about, model_settings
 from common.engine.progress import logged_progress
 from common.errors import UserError
-from common.files import atomic_write, atomic_write_text
+from common.files import atomic_write, atomic_write_json, atomic_write_text, json_text
+from common.manifest import MANIFEST_FILE, Manifest, OutputError, OutputFolder, files_match
 from common.modality import INDEX_KEY
 
 logger = logging.getLogger(__name__)
@@ -39,6 +49,9 @@ logger = logging.getLogger(__name__)
 POOLS = ("mean", "none")
 FEATURES_FILE = "features.npy"
 INDEX_FILE = "index.csv"
+ERRORS_FILE = "errors.json"
+CLIP_FILES = (FEATURES_FILE, INDEX_FILE, ERRORS_FILE)  # one result set, written in this order
+NON_FINITE = "the model gave non-finite features (NaN or inf)"
 
 
 @torch.no_grad()
@@ -93,7 +106,9 @@ def extract_clip_features(loaded: LoadedModel, paths: Sequence[str], *, pool: st
         features = torch.cat([embed(loaded.model, chunk, pool).float() for chunk in in_chunks(flat, per_forward)])
         features = features.view(inputs.shape[0], views, *features.shape[1:]).mean(dim=1).cpu().numpy()
         for i, error in enumerate(batch["error"]):
-            local.append((int(batch[INDEX_KEY][i]), str(batch["path"][i]), None if error else features[i], error))
+            path = str(batch["path"][i])
+            error = error or ("" if np.isfinite(features[i]).all() else f"{path}: {NON_FINITE}")
+            local.append((int(batch[INDEX_KEY][i]), path, None if error else features[i], error))
     rows = sorted((row for part in all_gather_objects(local) for row in part), key=lambda row: row[0])
     good = [row for row in rows if not row[3]]
     shape = good[0][2].shape if good else (0,)
@@ -122,12 +137,16 @@ def extract_window_features(loaded: LoadedModel, path: str, *, window_stride: in
     frames apart), ``window_stride`` sampled frames apart, over the whole video at ``path``
     (centre view at ``DATA.TEST_CROP_SIZE``); each frame is decoded once. Load the run with
     ``overrides={"DATA.NUM_FRAMES": T}`` for windows of T frames. Raises SampleError (e.g.
-    DecodeError) for a file that cannot be read."""
+    DecodeError) for a file that cannot be read or whose features are not finite."""
     if loaded.modality.sliding_windows is None:
         raise UserError(f"the {loaded.modality.name} modality has no time axis: use clip mode")
     windows = loaded.modality.sliding_windows(path, loaded.cfg, window_frames=loaded.cfg.DATA.NUM_FRAMES,
                                               window_stride=window_stride, batch_size=batch_size)
     parts = [embed(loaded.model, batch.to(loaded.device), pool).float().cpu().numpy() for batch in windows.batches()]
+    if not all(np.isfinite(part).all() for part in parts):
+        raise SampleError(path, NON_FINITE)
+    if not np.isfinite(windows.fps):
+        raise SampleError(path, f"its frame rate ({windows.fps}) is not finite: window times cannot be given")
     return WindowFeatures(features=np.concatenate(parts), start_frames=list(windows.start_frames),
                           start_seconds=list(windows.start_seconds), fps=windows.fps, num_frames=windows.num_frames)
 
@@ -137,10 +156,15 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, lambda f: np.save(f, array))
 
 
+def window_output_names(relative: str) -> Tuple[str, str]:
+    """``<relative>.npy`` (features) and ``<relative>.json`` (window times), relative to the folder."""
+    return f"{relative}.npy", f"{relative}.json"
+
+
 def window_output_paths(output_dir: Path, relative: str) -> Tuple[Path, Path]:
     """``DIR/<relative>.npy`` (features) and ``DIR/<relative>.json`` (window times)."""
-    base = Path(output_dir) / relative
-    return base.with_name(base.name + ".npy"), base.with_name(base.name + ".json")
+    features, times = window_output_names(relative)
+    return Path(output_dir) / features, Path(output_dir) / times
 
 
 def window_outputs_done(output_dir: Path, relative: str) -> bool:
@@ -156,37 +180,44 @@ def write_window_features(output_dir: Path, relative: str, result: WindowFeature
     record = {"start_seconds": result.start_seconds, "start_frames": result.start_frames, "fps": result.fps,
               "num_frames": result.num_frames, "window_frames": window_frames, "window_stride": window_stride,
               "sampling_rate": sampling_rate, "shape": list(result.features.shape)}
-    atomic_write_text(str(times_path), json.dumps(record) + "\n")
+    atomic_write_json(times_path, record)
     atomic_save_npy(features_path, result.features)
     return features_path
 
 
-def clip_outputs_done(output_dir: Path, paths: Sequence[str]) -> bool:
-    """True when ``DIR/features.npy`` and ``DIR/index.csv`` exist for exactly these inputs."""
-    index = Path(output_dir) / INDEX_FILE
-    if not (index.is_file() and (Path(output_dir) / FEATURES_FILE).is_file()):
-        return False
-    with index.open(newline="") as f:
-        listed = {row["path"] for row in csv.DictReader(f)} | _listed_errors(output_dir)
-    return listed == {str(p) for p in paths}
-
-
-def _listed_errors(output_dir: Path) -> set:
-    errors = Path(output_dir) / "errors.json"
-    return set(json.loads(errors.read_text())) if errors.is_file() else set()
-
-
-def write_clip_features(output_dir: Path, result: ClipFeatures) -> None:
-    """``features.npy`` (N, ...), ``index.csv`` (row, path) and ``errors.json`` (unreadable files)."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+def write_clip_features(output_dir: Path, result: ClipFeatures) -> List[str]:
+    """``features.npy`` (N, ...), ``index.csv`` (row, path) and ``errors.json`` (unreadable files),
+    each atomically; returns their names (commit them with the folder's manifest)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["row", "path"])
     writer.writerows(enumerate(result.paths))
-    atomic_write_text(str(output_dir / "errors.json"), json.dumps(result.errors, indent=1) + "\n")
-    atomic_save_npy(output_dir / FEATURES_FILE, result.features)
-    atomic_write_text(str(output_dir / INDEX_FILE), buffer.getvalue())
+    atomic_save_npy(Path(output_dir) / FEATURES_FILE, result.features)
+    atomic_write_text(Path(output_dir) / INDEX_FILE, buffer.getvalue())
+    atomic_write_json(Path(output_dir) / ERRORS_FILE, result.errors, indent=1)
+    return list(CLIP_FILES)
+
+
+def read_clip_features(output_dir: Path) -> ClipFeatures:
+    """The clip-mode files of ``output_dir`` as they are (see ``load_clip_features`` to read a
+    committed set only)."""
+    output_dir = Path(output_dir)
+    with (output_dir / INDEX_FILE).open(newline="") as f:
+        paths = [row["path"] for row in csv.DictReader(f)]
+    return ClipFeatures(paths=paths, features=np.load(output_dir / FEATURES_FILE),
+                        errors=json.loads((output_dir / ERRORS_FILE).read_text()))
+
+
+def load_clip_features(output_dir: Path) -> ClipFeatures:
+    """The clip-mode result set of ``output_dir``, read only when its files are the ones its
+    ``manifest.json`` committed (``OutputError`` otherwise: a run is writing it, or was killed
+    while writing it)."""
+    manifest = Path(output_dir) / MANIFEST_FILE
+    files = Manifest.read(manifest).files if manifest.is_file() else {}
+    if set(files) != set(CLIP_FILES) or not files_match(Path(output_dir), files):
+        raise OutputError(f"{output_dir} holds no complete clip-feature set (its manifest.json does not name "
+                          f"{', '.join(CLIP_FILES)} as they are): rerun tools/extract_features.py on it")
+    return read_clip_features(output_dir)
 
 
 @dataclass
@@ -198,17 +229,29 @@ class ExtractionSummary:
     failed: Dict[str, str] = field(default_factory=dict)
 
 
-def extract_windows_to_folder(loaded: LoadedModel, files: Sequence[Tuple[str, str]], output_dir: Path, *,
-                              window_stride: int, pool: str = "mean", batch_size: int = 8,
+def features_manifest(loaded: LoadedModel, files: Sequence[Tuple[str, str]], outputs: Dict[str, str],
+                      **options: Any) -> Manifest:
+    """The manifest of a feature folder: the model's settings and ``options`` (mode, pool, ...),
+    the inputs (absolute paths, in order) and the ``outputs`` the run may write."""
+    return Manifest(tool="extract_features", settings={**model_settings(loaded), **options},
+                    inputs=[os.path.abspath(path) for path, _ in files], outputs=outputs, about=model_about(loaded))
+
+
+def extract_windows_to_folder(loaded: LoadedModel, files: Sequence[Tuple[str, str]], out: OutputFolder, *,
+                              window_stride: int, pool: str = "mean", batch_size: int = 8, overwrite: bool = False,
                               dist: Optional[DistInfo] = None) -> ExtractionSummary:
-    """Window features of ``files`` ((path, relative path) pairs) into ``output_dir``. Rank r of W
-    takes files r, r + W, ... of the list, skips those already complete, and goes on past a
-    bad file; the summary (gathered over ranks) lists all of them."""
+    """Window features of ``files`` ((path, relative path) pairs) into the folder ``out`` (held by
+    the main rank). After the manifest check (module docstring), rank r of W takes files r,
+    r + W, ... of the list, skips those already complete, and goes on past a bad file; the summary
+    (gathered over ranks) lists all of them and is committed in the manifest."""
     dist = dist or local_dist(loaded)
+    outputs = {name: os.path.abspath(path) for path, relative in files for name in window_output_names(relative)}
+    manifest = features_manifest(loaded, files, outputs, mode="window", pool=pool, window_stride=window_stride)
+    run_on_main(lambda: out.start(manifest, overwrite=overwrite), dist)
     summary = ExtractionSummary()
     mine = list(files)[dist.rank::dist.world_size]
     for path, relative in logged_progress(mine, "window features", unit="videos"):
-        if window_outputs_done(output_dir, relative):
+        if window_outputs_done(out.folder, relative):
             summary.skipped.append(path)
             continue
         try:
@@ -218,24 +261,66 @@ def extract_windows_to_folder(loaded: LoadedModel, files: Sequence[Tuple[str, st
             summary.failed[path] = str(error)
             logger.warning("skipped %s", error)
             continue
-        write_window_features(output_dir, relative, result, window_frames=loaded.cfg.DATA.NUM_FRAMES,
+        write_window_features(out.folder, relative, result, window_frames=loaded.cfg.DATA.NUM_FRAMES,
                               window_stride=window_stride, sampling_rate=loaded.cfg.DATA.SAMPLING_RATE)
         summary.written.append(path)
-    return _gathered(summary)
-
-
-def extract_clips_to_folder(loaded: LoadedModel, paths: Sequence[str], output_dir: Path, *, pool: str = "mean",
-                            dist: Optional[DistInfo] = None) -> ExtractionSummary:
-    """Clip features of ``paths`` into ``output_dir`` (``features.npy``, ``index.csv``), unless
-    they are there already for the same inputs; the main rank writes."""
-    dist = dist or local_dist(loaded)
-    if clip_outputs_done(output_dir, paths):
-        return ExtractionSummary(skipped=[str(p) for p in paths])
-    result = extract_clip_features(loaded, paths, pool=pool, dist=dist)
+    summary = _gathered(summary)
     if dist.is_main:
-        write_clip_features(output_dir, result)
+        out.commit([], summary_record(summary))
+    return summary
+
+
+def extract_clips_to_folder(loaded: LoadedModel, paths: Sequence[str], out: OutputFolder, *, pool: str = "mean",
+                            overwrite: bool = False, dist: Optional[DistInfo] = None) -> ExtractionSummary:
+    """Clip features of ``paths`` into the folder ``out`` (held by the main rank): after the
+    manifest check (module docstring), the files not in the committed set (new, or failed
+    before) are computed, merged with the set in input order, and written as a new set that the
+    manifest commits; the main rank writes."""
+    dist = dist or local_dist(loaded)
+    paths = [str(p) for p in paths]
+    manifest = features_manifest(loaded, [(p, "") for p in paths], {name: "" for name in CLIP_FILES},
+                                 mode="clip", pool=pool)
+    earlier: List[ClipFeatures] = []
+
+    def plan() -> List[str]:
+        if out.start(manifest, overwrite=overwrite):
+            if out.committed_files_intact():
+                earlier.append(read_clip_features(out.folder))
+            elif out.manifest.files:
+                logger.warning("%s: the last result set was cut between its files by a killed run: computing it "
+                               "again", out.folder)
+        done = set(earlier[0].paths) if earlier else set()
+        return [p for p in paths if p not in done]
+
+    todo = run_on_main(plan, dist)
+    tried = set(todo)
+    skipped = [p for p in paths if p not in tried]
+    if not todo:
+        return ExtractionSummary(skipped=skipped)
+    result = extract_clip_features(loaded, todo, pool=pool, dist=dist)
+    if dist.is_main:
+        merged = merge_clip_features(paths, [*earlier, result])
+        out.commit(write_clip_features(out.folder, merged), summary_record(
+            ExtractionSummary(written=result.paths, skipped=skipped, failed=result.errors)))
     barrier()
-    return ExtractionSummary(written=list(result.paths), failed=dict(result.errors))
+    return ExtractionSummary(written=list(result.paths), skipped=skipped, failed=dict(result.errors))
+
+
+def merge_clip_features(paths: Sequence[str], parts: Sequence[ClipFeatures]) -> ClipFeatures:
+    """One set of ``paths`` (in this order) from ``parts``: a later part's row or error wins."""
+    rows: Dict[str, np.ndarray] = {}
+    errors: Dict[str, str] = {}
+    for part in parts:
+        for path, row in zip(part.paths, part.features):
+            rows[path] = row
+            errors.pop(path, None)
+        for path, error in part.errors.items():
+            errors[path] = error
+            rows.pop(path, None)
+    good = [p for p in paths if p in rows]
+    width = next((part.features.shape[1:] for part in parts if len(part.features)), (0,))
+    features = np.stack([rows[p] for p in good]) if good else np.zeros((0, *width), np.float32)
+    return ClipFeatures(paths=good, features=features, errors={p: errors[p] for p in paths if p in errors})
 
 
 def _gathered(summary: ExtractionSummary) -> ExtractionSummary:
@@ -246,6 +331,11 @@ def _gathered(summary: ExtractionSummary) -> ExtractionSummary:
 
 
 def summary_record(summary: ExtractionSummary) -> Dict[str, Any]:
-    """Counts and failed files of an extraction, for the tool's last line."""
+    """Counts and failed files of an extraction, for the tool's last line and the manifest."""
     return {"written": len(summary.written), "skipped": len(summary.skipped), "failed": len(summary.failed),
             "failed_files": summary.failed}
+
+
+def summary_line(summary: ExtractionSummary) -> str:
+    """``summary_record`` as strict JSON (the tool's last line)."""
+    return json_text(summary_record(summary))

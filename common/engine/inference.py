@@ -2,16 +2,20 @@
 
 ``load_run`` rebuilds the model of a run folder (its ``config.yaml`` and ``checkpoint-last.pth``,
 or a given checkpoint) or of a bare checkpoint plus a model name (e.g. an official ConvMAE
-file), in eval mode, with the preprocessing it expects. A classifier checkpoint gives the
-classifier; a pretraining checkpoint gives its encoder (``LoadedModel.pretraining``), which
-``common.engine.features`` turns into features. ``predict_files`` classifies files with the test
-job's dataset, loader and view averaging (multi-view for videos), sharded over ranks.
+file), in eval mode, with the preprocessing it expects; weights holding NaN or inf are refused.
+A classifier checkpoint gives the classifier; a pretraining checkpoint gives its encoder
+(``LoadedModel.pretraining``), which ``common.engine.features`` turns into features.
+``predict_files`` classifies files with the test job's dataset, loader and view averaging
+(multi-view for videos), sharded over ranks; ``predict_to_file`` writes them as JSON lines with a
+manifest (``common.manifest``): a rerun with the same model, options and inputs keeps what was
+predicted and retries the files that failed.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -19,20 +23,22 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from common.checkpoint import (PRETRAIN_ONLY_PREFIXES, CheckpointError, classifier_state_from_pretraining,
-                               model_state_dict, safe_load)
+from common.checkpoint import (PRETRAIN_ONLY_PREFIXES, CheckpointError, check_finite,
+                               classifier_state_from_pretraining, model_state_dict, safe_load)
 from common.config import RESOLVED_CONFIG_NAME, config_from_yaml, get_cfg, merge_checked, parse_overrides
 from common.data import batch_inputs
 from common.data.class_names import ClassNamesError, class_ids_file, read_class_names
 from common.data.lists import read_list
 from common.engine.builders import attach_probe_head, build_eval_loader, build_model, has_probe_head
 from common.engine.checkpointing import find_resume_checkpoint
-from common.engine.distributed import DistInfo, all_gather_objects
+from common.engine.distributed import DistInfo, all_gather_objects, run_on_main
 from common.engine.evaluation import batch_scores
 from common.engine.precision import resolve_precision
 from common.engine.progress import logged_progress
 from common.engine.reconstruct import DECODER_KEY
 from common.errors import DataNotFoundError, UserError
+from common.files import atomic_write_text, json_text
+from common.manifest import Manifest, OutputFolder, sha256_of
 from common.modality import INDEX_KEY, Modality, modality_of_config
 
 logger = logging.getLogger(__name__)
@@ -63,8 +69,9 @@ class Preprocessing:
 class LoadedModel:
     """A model ready for inference: ``model`` (eval mode, on ``device``), its frozen ``cfg``,
     ``modality``, ``preprocessing``, ``class_names`` (index = class id; None when unknown),
-    the ``checkpoint`` it was read from, and ``pretraining``: True for a pretraining checkpoint
-    (an encoder without classifier head: features only)."""
+    the ``checkpoint`` it was read from and that file's ``checkpoint_sha256``, and
+    ``pretraining``: True for a pretraining checkpoint (an encoder without classifier head:
+    features only)."""
 
     model: nn.Module
     cfg: CfgNode
@@ -74,6 +81,7 @@ class LoadedModel:
     pretraining: bool
     device: torch.device
     class_names: Optional[List[str]] = field(default=None)
+    checkpoint_sha256: str = ""
 
     def class_name(self, class_id: int) -> str:
         """The name of ``class_id``, or "" when the names are unknown."""
@@ -93,11 +101,13 @@ def load_run(run_dir: Optional[PathLike] = None, *, checkpoint: Optional[PathLik
     are the model's defaults, the class count is read from the weights). ``overrides``: config
     keys to change, ``{"TEST.NUM_ENSEMBLE_VIEWS": 1}`` or ``["KEY", "VALUE", ...]`` (e.g.
     ``DATA.NUM_FRAMES`` for longer clips: the position embedding is interpolated).
-    ``device``: default CUDA when available. Checkpoints are read with ``safe_load``.
+    ``device``: default CUDA when available. Checkpoints are read with ``safe_load``; weights
+    holding NaN or inf are refused (``CheckpointError`` naming the tensors).
     """
     path, state = _checkpoint_of(run_dir, checkpoint)
     cfg = _config_of(run_dir, path, state, model_name)
     weights = model_state_dict(state)
+    check_finite(weights, path)
     pretraining = DECODER_KEY in weights
     bare = run_dir is None and not state.get("cfg")
     cfg = _with_overrides(cfg, _inferred_keys(weights) if bare and not pretraining else {}, overrides)
@@ -107,7 +117,8 @@ def load_run(run_dir: Optional[PathLike] = None, *, checkpoint: Optional[PathLik
     modality = modality_of_config(cfg)
     loaded = LoadedModel(model=model.to(target).eval(), cfg=cfg, modality=modality,
                          preprocessing=preprocessing_of(cfg, modality), checkpoint=str(path),
-                         pretraining=pretraining, device=target, class_names=class_names_of_config(cfg))
+                         pretraining=pretraining, device=target, class_names=class_names_of_config(cfg),
+                         checkpoint_sha256=sha256_of(path))
     logger.info("loaded %s (%s, %s) from %s", cfg.MODEL.NAME, modality.name,
                 "pretraining encoder" if pretraining else f"{cfg.MODEL.NUM_CLASSES} classes", path)
     return loaded
@@ -233,6 +244,9 @@ def class_names_of_config(cfg: CfgNode) -> Optional[List[str]]:
     return names
 
 
+NON_FINITE_SCORES = "{path}: the model gave non-finite scores (NaN or inf) for this file"
+
+
 @dataclass(frozen=True)
 class Prediction:
     """One file's classification: ``topk`` = [{"id", "name", "score"}] by decreasing softmax
@@ -290,13 +304,78 @@ def predict_files(loaded: LoadedModel, paths: Sequence[PathLike], *, topk: int =
 def _predictions(loaded: LoadedModel, batch: Dict[str, Any], scores: torch.Tensor, views: int,
                  topk: int) -> List[Prediction]:
     top = scores.topk(min(topk, scores.shape[1]), dim=1)
+    finite = torch.isfinite(scores).all(dim=1).tolist()
     out = []
     for i, (values, ids) in enumerate(zip(top.values.tolist(), top.indices.tolist())):
-        error = batch["error"][i]
+        error = batch["error"][i] or ("" if finite[i] else NON_FINITE_SCORES.format(path=batch["path"][i]))
         best = [] if error else [{"id": c, "name": loaded.class_name(c), "score": s} for c, s in zip(ids, values)]
         out.append(Prediction(index=int(batch[INDEX_KEY][i]), path=str(batch["path"][i]), topk=best,
                               num_views=0 if error else views, error=error))
     return out
+
+
+def model_settings(loaded: LoadedModel) -> Dict[str, Any]:
+    """What of a loaded model changes its outputs, for a result manifest: the model, the
+    checkpoint's sha256, the preprocessing and the decoder."""
+    return {"model": loaded.cfg.MODEL.NAME, "checkpoint_sha256": loaded.checkpoint_sha256,
+            "preprocessing": asdict(loaded.preprocessing), "decoding_backend": loaded.cfg.DATA.DECODING_BACKEND}
+
+
+def model_about(loaded: LoadedModel) -> Dict[str, Any]:
+    """Where a loaded model came from, recorded in a result manifest (not compared)."""
+    return {"checkpoint": os.path.abspath(loaded.checkpoint), "pretraining": loaded.pretraining}
+
+
+@dataclass
+class PredictionRun:
+    """What ``predict_to_file`` did: every file's ``predictions`` (input order), how many were
+    ``predicted`` now and how many were ``reused`` from an earlier run."""
+
+    predictions: List[Prediction]
+    predicted: int
+    reused: int
+
+    @property
+    def failed(self) -> int:
+        return sum(bool(p.error) for p in self.predictions)
+
+
+def predict_to_file(loaded: LoadedModel, paths: Sequence[PathLike], out: OutputFolder, *, topk: int = 5,
+                    overwrite: bool = False, dist: Optional[DistInfo] = None) -> PredictionRun:
+    """``predict_files`` into the JSON-lines file ``out`` (held by the main rank), with a manifest of
+    the model, ``topk`` and the inputs. A rerun with the same ones keeps the predictions made and
+    retries the files that failed; another model, ``topk`` or input list is refused
+    (``OutputError``) unless ``overwrite``. The file is replaced whole; its manifest is saved last."""
+    dist = dist or local_dist(loaded)
+    paths = [str(p) for p in paths]
+    manifest = Manifest(tool="predict", settings={**model_settings(loaded), "topk": topk},
+                        inputs=[os.path.abspath(p) for p in paths], outputs={out.path.name: ""},
+                        about=model_about(loaded))
+    earlier: Dict[str, Prediction] = {}
+
+    def plan() -> List[str]:
+        if out.start(manifest, overwrite=overwrite) and out.committed_files_intact():
+            earlier.update((os.path.abspath(p.path), p) for p in read_predictions(out.path))
+        return [p for p in paths if os.path.abspath(p) not in earlier or earlier[os.path.abspath(p)].error]
+
+    todo = run_on_main(plan, dist)
+    new = {os.path.abspath(p.path): p for p in (predict_files(loaded, todo, topk=topk, dist=dist) if todo else [])}
+    merged = [replace(new.get(key) or earlier[key], index=i) for i, key in enumerate(map(os.path.abspath, paths))
+              if key in new or key in earlier]
+    run = PredictionRun(predictions=merged, predicted=sum(not p.error for p in new.values()),
+                        reused=len(paths) - len(todo))
+    if dist.is_main:
+        atomic_write_text(out.path, "".join(json_text(p.as_json()) + "\n" for p in merged))
+        out.commit([out.path.name], {"predicted": run.predicted, "reused": run.reused,
+                                     "failed": {p.path: p.error for p in merged if p.error}})
+    return run
+
+
+def read_predictions(path: PathLike) -> List[Prediction]:
+    """The predictions of a JSON-lines file ``predict_to_file`` wrote."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [Prediction(index=i, path=r["path"], topk=r["topk"], num_views=r["num_views"], error=r["error"])
+            for i, r in enumerate(map(json.loads, lines))]
 
 
 def collect_inputs(inputs: Sequence[PathLike], modality: Modality) -> List[Tuple[str, str]]:

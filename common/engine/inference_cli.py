@@ -1,17 +1,19 @@
 """Command line shared by ``tools/predict.py`` and ``tools/extract_features.py``: which model to
-load, which files to read, and the process set-up (logging, ranks, user errors)."""
+load, which files to read, the output held before any work, and the process set-up (logging,
+ranks, user errors)."""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Dict, Iterator, List, Tuple
 
 from common.engine.cli import exit_with_user_error
-from common.engine.distributed import DistInfo, init_distributed, shutdown_distributed
+from common.engine.distributed import DistInfo, init_distributed, run_on_main, shutdown_distributed
 from common.engine.inference import LoadedModel, collect_inputs, load_run, read_input_list
 from common.errors import UserError
+from common.manifest import OVERWRITE_FLAG, OutputFolder
 from common.process_settings import configure_process
 
 
@@ -27,6 +29,26 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="files per forward pass (default: the run's TEST.BATCH_SIZE)")
     parser.add_argument("--workers", type=int, default=None,
                         help="data-loader workers (default: the run's DATA_LOADER.NUM_WORKERS)")
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: start over instead of refusing an --output made with other settings or inputs."""
+    parser.add_argument(OVERWRITE_FLAG, action="store_true",
+                        help="start over: delete what an earlier run wrote in --output (only the files its manifest "
+                             "names) instead of refusing an --output made with another model, options or inputs; "
+                             "without it a rerun with the same ones resumes and retries the files that failed")
+
+
+@contextmanager
+def held_output(out: OutputFolder, dist: DistInfo) -> Iterator[OutputFolder]:
+    """``out`` held by the main rank for the block (created, locked, checked writable, temp files
+    of killed runs removed), before the model is loaded; a failure is one line on every rank."""
+    with ExitStack() as held:
+        def hold() -> None:
+            held.enter_context(out)
+
+        run_on_main(hold, dist)
+        yield out
 
 
 def check_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

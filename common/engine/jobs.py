@@ -22,8 +22,8 @@ from common.config import RESOLVED_CONFIG_NAME, save_config
 from common.data import batch_inputs, build_dataset, build_mixup
 from common.data.class_count import resolve_num_classes
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
-                                    train_sampler, with_classifier_weights)
-from common.engine.config_checks import validate_config
+                                    clips_per_step, train_sampler, with_classifier_weights)
+from common.engine.config_checks import check_dataset_sizes, validate_config
 from common.engine.checkpointing import (LAST_CHECKPOINT, Position, find_resume_checkpoint, load_initial_weights,
                                          load_resume_state, resume_training_state, save_training_state,
                                          saved_epoch_sums)
@@ -31,7 +31,7 @@ from common.engine.distributed import DistInfo, barrier, init_distributed
 from common.engine.evaluation import (PREDICTIONS_FILE, RESULTS_FILE, evaluate_accuracy, gather_results,
                                        predict_videos, write_test_outputs)
 from common.engine.inference import class_names_of_config
-from common.engine.output_dir import claim_output_dir
+from common.engine.output_dir import claim_output_dir, overwrite_previous_run
 from common.engine.precision import resolve_precision
 from common.engine.preemption import PreemptionHandler
 from common.engine.progress import JSON_LOG_FILE, LOG_FILE, MetricsWriter, setup_logging
@@ -73,6 +73,7 @@ def run_job(job: str, cfg: CfgNode) -> Dict[str, Any]:
     validate_config(cfg, job=job, world_size=dist.world_size)
     cfg, class_count = resolve_num_classes(cfg, job)  # MODEL.NUM_CLASSES 0: the count the data names
     datasets = build_job_datasets(cfg, job)  # a missing dataset stops here, before OUTPUT_DIR is touched
+    check_dataset_sizes(cfg, job, datasets, dist.world_size)
     setup_logging(cfg.OUTPUT_DIR, is_main=dist.is_main)
     log_data(datasets, class_count)
     with claim_output_dir(cfg, training=job != "test", is_main=dist.is_main):
@@ -150,15 +151,9 @@ def build_loss_fn(cfg: CfgNode, spec: JobSpec, device: torch.device) -> LossFn:
     return classification_loss
 
 
-def clips_per_step(cfg: CfgNode) -> int:
-    """Samples per optimizer step over all ranks (the lr scaling batch): TRAIN.BATCH_SIZE items x
-    TRAIN.ACCUM_ITER x DATA.REPEATED_SAMPLING clips per item."""
-    return cfg.TRAIN.BATCH_SIZE * cfg.TRAIN.ACCUM_ITER * cfg.DATA.REPEATED_SAMPLING
-
-
 def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str, Dataset]) -> Dict[str, Any]:
     """Train (resuming from ``OUTPUT_DIR/checkpoint-last.pth`` if present); returns the last epoch's log."""
-    resume = load_resume_state(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME else None
+    resume = load_resume_state(cfg.OUTPUT_DIR) if cfg.TRAIN.AUTO_RESUME and not cfg.OVERWRITE else None
     model = prepare_model(cfg, spec, load_start_weights=resume is None).to(dist.device)
     precision = resolve_precision(cfg.TRAIN.PRECISION, dist.device)
     loader = build_train_loader(cfg, datasets[spec.train_mode], dist)
@@ -192,6 +187,8 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str
     )
     logger.info("%s: %d steps/epoch of %d samples, lr %.3e, precision %s, %d rank(s)", cfg.MODEL.NAME, steps,
                 clips_per_step(cfg), lr, precision.dtype or "fp32", dist.world_size)
+    if dist.is_main:
+        overwrite_previous_run(cfg)  # only now: a run that failed before this point deleted nothing
     save_resolved_config(cfg, dist, RESOLVED_CONFIG_NAME)
     return _epochs(cfg, state, conf, loader, val_loader, steps)
 

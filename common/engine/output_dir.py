@@ -6,7 +6,8 @@ a killed run leaves no stale lock), removes temp files a killed run left behind,
 training jobs decides what happens to checkpoints already in the folder:
 
 - none: a fresh run;
-- ``OVERWRITE True``: the previous run's checkpoints and metrics are deleted, a fresh run;
+- ``OVERWRITE True``: a fresh run; the previous run's checkpoints and metrics are deleted once the
+  new run has passed every check (``overwrite_previous_run``), so a run that fails first deletes nothing;
 - ``TRAIN.AUTO_RESUME True`` and the saved config agrees on the essential settings: resume;
 - otherwise: ``OutputDirError`` naming the folder, the differences and the option to use.
 
@@ -17,12 +18,9 @@ own temp files (``common.files``). A run never deletes the checkpoint it starts 
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
-import socket
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Dict, Iterator, List, Optional
 
 import yaml
@@ -33,11 +31,10 @@ from common.config import RESOLVED_CONFIG_NAME, current_keys, flatten_config
 from common.engine.checkpointing import LAST_CHECKPOINT, is_engine_checkpoint, resume_candidates
 from common.engine.progress import JSON_LOG_FILE, TENSORBOARD_DIR, TENSORBOARD_PREFIX
 from common.errors import UserError
-from common.files import is_engine_temp, open_no_follow
+from common.files import LOCK_FILE, LockHeldError, exclusive_lock_or_fail, remove_engine_temp_files
 
 logger = logging.getLogger(__name__)
 
-LOCK_FILE = ".run.lock"
 # A checkpoint only continues a run with the same values of these (MODEL.* and MAE.* in full).
 ESSENTIAL_SECTIONS = ("MODEL", "MAE")
 ESSENTIAL_KEYS = ("DATA.DATASET", "DATA.NUM_FRAMES", "DATA.TRAIN_CROP_SIZE", "MODEL.NUM_CLASSES",
@@ -64,37 +61,23 @@ def claim_output_dir(cfg: CfgNode, *, training: bool, is_main: bool) -> Iterator
 
 @contextmanager
 def _exclusive_lock(output_dir: str) -> Iterator[None]:
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-        fd = open_no_follow(os.path.join(output_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as err:
-        where = f" ({err.filename})" if err.filename else ""
-        raise OutputDirError(f"cannot write to OUTPUT_DIR {output_dir}{where}: {err.strerror}") from err
-    try:
+    with ExitStack() as held:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            if err.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            owner = os.pread(fd, 256, 0).decode(errors="replace").strip() or "unknown"
-            raise OutputDirError(f"OUTPUT_DIR {output_dir} is in use by another run ({owner}); wait for it to "
+            os.makedirs(output_dir, exist_ok=True)
+            held.enter_context(exclusive_lock_or_fail(os.path.join(output_dir, LOCK_FILE)))
+        except LockHeldError as err:
+            raise OutputDirError(f"OUTPUT_DIR {output_dir} is in use by another run ({err.owner}); wait for it to "
                                  f"finish or choose another OUTPUT_DIR") from err
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        except OSError as err:
+            where = f" ({err.filename})" if err.filename else ""
+            raise OutputDirError(f"cannot write to OUTPUT_DIR {output_dir}{where}: {err.strerror}") from err
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def remove_stale_temp_files(output_dir: str) -> List[str]:
     """Delete the temp files of the engine's atomic writes that a killed run left (never taken for
     checkpoints, and only names ``common.files.temp_path`` makes); returns them."""
-    paths = sorted(os.path.join(output_dir, name) for name in os.listdir(output_dir) if is_engine_temp(name))
-    stale = [path for path in paths if os.path.isfile(path) and not os.path.islink(path)]
-    for path in stale:
-        os.remove(path)
-        logger.warning("removed %s, left half-written by a run that was killed", path)
-    return stale
+    return remove_engine_temp_files(output_dir)
 
 
 def existing_checkpoints(output_dir: str) -> List[str]:
@@ -113,8 +96,8 @@ def check_previous_run(cfg: CfgNode) -> None:
         raise OutputDirError(f"OVERWRITE True would delete the checkpoints in OUTPUT_DIR {output_dir}, among them "
                              f"{start}, the TRAIN.CHECKPOINT_FILE_PATH this run starts from; choose another "
                              f"OUTPUT_DIR for this run")
-    if cfg.OVERWRITE:
-        remove_previous_run(output_dir, names)
+    if cfg.OVERWRITE:  # deleted by overwrite_previous_run, once the new run has passed every check
+        logger.info("OVERWRITE True: %s in %s will be deleted when this run starts", ", ".join(names), output_dir)
         return
     options = ("resume it with TRAIN.AUTO_RESUME True, start over with OVERWRITE True (deletes them), "
                "or choose another OUTPUT_DIR")
@@ -144,6 +127,15 @@ def start_weights_inside(cfg: CfgNode) -> str:
         return ""
     folder, path = os.path.realpath(cfg.OUTPUT_DIR), os.path.realpath(start)
     return start if os.path.commonpath([folder, path]) == folder else ""
+
+
+def overwrite_previous_run(cfg: CfgNode) -> None:
+    """``OVERWRITE True``: delete the previous run's files in ``OUTPUT_DIR`` (see ``remove_previous_run``).
+    Called once the new run has built its model, weights and data, right before its first write, so a
+    run that fails before that deletes nothing; with ``OVERWRITE True`` no rank resumes."""
+    names = existing_checkpoints(cfg.OUTPUT_DIR) if cfg.OVERWRITE else []
+    if names:
+        remove_previous_run(cfg.OUTPUT_DIR, names)
 
 
 def remove_previous_run(output_dir: str, checkpoint_names: List[str]) -> None:

@@ -21,6 +21,8 @@ TENSORBOARD_DIR = "tensorboard"
 TENSORBOARD_PREFIX = "events.out.tfevents."  # the names of SummaryWriter's files
 
 
+PROGRESS = {"progress": True}  # ``extra`` of progress lines (iteration, ETA): see ``show_on_console_only``
+
 _console_loggers: Tuple[str, ...] = ()  # empty: the console shows every INFO record
 
 
@@ -50,11 +52,33 @@ class NoFollowFileHandler(logging.FileHandler):
 
     def _open(self):
         return open_append_text(self.baseFilename)
-def show_on_console_only(logger_names: Sequence[str]) -> None:
-    """From now on the console shows INFO records of ``logger_names`` (and their children) and
-    warnings of any logger; the log files keep everything. Empty: show every INFO record."""
-    global _console_loggers
+class ProgressThrottle:
+    """Lets a progress record through when at least ``every_s`` seconds (by the records' own
+    times) have passed since the last one it let through: a console line every few seconds,
+    whatever the number of iterations behind it."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self.last: Optional[float] = None
+
+    def __call__(self, record: logging.LogRecord) -> bool:
+        if self.last is not None and record.created - self.last < self.every_s:
+            return False
+        self.last = record.created
+        return True
+
+
+_console_progress: Optional[ProgressThrottle] = None
+
+
+def show_on_console_only(logger_names: Sequence[str], *, progress_every_s: Optional[float] = None) -> None:
+    """From now on the console shows INFO records of ``logger_names`` (and their children),
+    warnings of any logger, and with ``progress_every_s`` the progress lines of any logger (logged
+    with ``extra=PROGRESS``), one per ``progress_every_s`` seconds at most (the first one after a line
+    of ``logger_names`` at once); the log files keep everything. Empty: show every INFO record."""
+    global _console_loggers, _console_progress
     _console_loggers = tuple(logger_names)
+    _console_progress = ProgressThrottle(progress_every_s) if progress_every_s is not None else None
 
 
 def add_log_file(path: str) -> logging.Handler:
@@ -69,7 +93,11 @@ def add_log_file(path: str) -> logging.Handler:
 def _console_filter(record: logging.LogRecord) -> bool:
     if not _console_loggers or record.levelno >= logging.WARNING:
         return True
-    return any(record.name == name or record.name.startswith(name + ".") for name in _console_loggers)
+    if any(record.name == name or record.name.startswith(name + ".") for name in _console_loggers):
+        if _console_progress is not None:
+            _console_progress.last = None  # a new stage: its first progress line shows at once
+        return True
+    return getattr(record, "progress", False) and _console_progress is not None and _console_progress(record)
 
 
 @dataclass
@@ -225,4 +253,5 @@ def logged_progress(batches: Iterable, what: str, *, every_fraction: float = 0.1
         if i % period == 0 or i == total:
             elapsed = time.perf_counter() - start
             eta = elapsed / i * (total - i) if total else 0.0
-            logger.info("%s %d/%s %s, %.1fs elapsed, eta %.1fs", what, i, total or "?", unit, elapsed, eta)
+            logger.info("%s %d/%s %s, %.1fs elapsed, eta %.1fs", what, i, total or "?", unit, elapsed, eta,
+                        extra=PROGRESS)

@@ -26,7 +26,7 @@ from common.engine.checkpointing import EpochSums, Position, save_training_state
 from common.engine.distributed import DistInfo, all_reduce_sum, any_rank
 from common.engine.precision import Precision
 from common.engine.preemption import PreemptionHandler
-from common.engine.progress import EpochMeter, SmoothedStepTime
+from common.engine.progress import PROGRESS, EpochMeter, SmoothedStepTime
 from common.optim import CosineSchedule, set_lr
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def train_one_epoch(
         pos = state.position
         state.position = Position(pos.epoch, pos.iteration + 1, step + 1)
         if (step + 1) % conf.log_period == 0 or step + 1 == steps:
-            logger.info(meter.progress_line(epoch=pos.epoch, max_epoch=conf.max_epoch, step=step + 1))
+            logger.info(meter.progress_line(epoch=pos.epoch, max_epoch=conf.max_epoch, step=step + 1), extra=PROGRESS)
         if preempted:
             _checkpoint_and_stop(state, conf, preemption, meter)
     return _epoch_summary(meter, conf)

@@ -45,6 +45,20 @@ def check_input_shape(x: torch.Tensor, in_chans: int, size: Sequence[int], multi
         raise ValueError(f"expected input of shape {expected}, got {tuple(x.shape)}")
 
 
+# timm's pooling names the classifier implements: average, or none (the unpooled map).
+POOL_TYPES = ("avg", "")
+
+
+def check_pooling(num_classes: int, global_pool: str) -> None:
+    """Raise unless ``global_pool`` is one of ``POOL_TYPES`` and fits ``num_classes``: a Linear
+    head classifies pooled features, so no pooling means no head."""
+    if global_pool not in POOL_TYPES:
+        raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+    if global_pool == "" and num_classes > 0:
+        raise ValueError(f"global_pool='' (no pooling) needs num_classes=0, got num_classes={num_classes} "
+                         "(pass global_pool='avg' for a classifier)")
+
+
 def _three(name: str, value) -> Tuple:
     values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * 3
     if len(values) != 3:
@@ -151,6 +165,16 @@ class ConvViTBackbone(nn.Module):
             return self.grid
         return tuple(int(s) // p for s, p in zip(x.shape[2:], self.patch_size))
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        # torch.jit.script calls this hook before compiling anything: one clear error instead
+        # of a compiler trace from deep inside the layers.
+        raise NotImplementedError(
+            f"{type(self).__name__} does not support TorchScript (torch.jit.script is deprecated "
+            "in PyTorch): export it with torch.export.export(model, (example_input,)) (tools/export.py "
+            "writes .pt2 and ONNX files, see `python tools/export.py --help`) or compile it with "
+            "torch.compile(model)"
+        )
+
     # -- timm interface shared with the pretraining model ------------------------------------
     @torch.jit.ignore
     def no_weight_decay(self) -> Set[str]:
@@ -207,8 +231,17 @@ class ConvViTBackbone(nn.Module):
 class ConvViT(ConvViTBackbone):
     """ConvMAE classifier: encoder, global average pool, ``fc_norm``, Linear ``head``.
 
-    The position embedding is learnable, initialised with the fixed sin-cos one. With
-    ``global_pool=False`` the tokens are normalised by ``norm`` before pooling instead.
+    The position embedding is learnable, initialised with the fixed sin-cos one.
+    ``global_pool`` takes the official boolean or timm's pooling name:
+
+    - ``True`` or ``"avg"``: average pool, then ``fc_norm`` (the official classifier);
+    - ``False``: the tokens are normalised by ``norm`` before the average pool (the layout of
+      the pretraining encoder's ``norm``);
+    - ``""``: no pooling (timm's ``num_classes=0, global_pool=''``): ``forward`` returns
+      ``forward_features``' unpooled map. The parameters keep the default layout (``fc_norm``,
+      unused until pooling is switched back on by ``reset_classifier``), so a classifier's
+      weights load into it by the same names.
+
     Implements timm's model interface (``forward_features`` gives the unpooled (N, C3, *grid)
     map, ``forward_head`` pools and classifies, ``forward_intermediates`` the multi-scale maps).
 
@@ -222,23 +255,25 @@ class ConvViT(ConvViTBackbone):
     blocks and one by the local blocks.
     """
 
-    def __init__(self, *, num_classes: int = 1000, global_pool: bool = True,
+    def __init__(self, *, num_classes: int = 1000, global_pool: Union[bool, str] = True,
                  head_drop_rate: float = 0.0, window_size: Optional[int] = None,
                  global_blocks: Optional[Sequence[int]] = None, window_shift: bool = True,
                  **backbone_kwargs):
+        if global_pool not in (True, False) + POOL_TYPES:
+            raise ValueError(f"global_pool must be True, False, 'avg' or '', got {global_pool!r}")
+        pooling = "" if global_pool == "" else "avg"
+        check_pooling(num_classes, pooling)
         super().__init__(**backbone_kwargs)
         dim = self.embed_dim[2]
-        self.num_classes = num_classes
         self.num_features = self.head_hidden_size = dim
-        self.use_fc_norm = global_pool
-        self.global_pool = "avg"
+        self.use_fc_norm = global_pool in (True, "avg", "")
         self.pos_embed = nn.Parameter(self.fixed_pos_embed(dim))
-        if global_pool:
+        if self.use_fc_norm:
             self.fc_norm = TRANSFORMER_NORM(dim)
         else:
             self.norm = TRANSFORMER_NORM(dim)
         self.head_drop = nn.Dropout(head_drop_rate)
-        self.head = nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.reset_classifier(num_classes, pooling)
         self.feature_info = self._feature_info()
         if self.ndim == 2:
             self.pool4 = nn.MaxPool2d(2)
@@ -324,7 +359,7 @@ class ConvViT(ConvViTBackbone):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """(N, C3, *grid) -> logits (N, num_classes): average pool, ``fc_norm``, ``head``.
-        With ``global_pool=''`` (``reset_classifier``) the map passes through unpooled."""
+        With ``global_pool=''`` the map passes through unpooled (no post-pooling ``fc_norm``)."""
         if self.global_pool == "avg":
             x = x.flatten(2).mean(dim=-1)
             if self.use_fc_norm:
@@ -340,11 +375,12 @@ class ConvViT(ConvViTBackbone):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        """New ``head`` for ``num_classes`` (0: none); ``global_pool`` "avg" or "" (no pooling)."""
-        if global_pool is not None:
-            if global_pool not in ("avg", ""):
-                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
-            self.global_pool = global_pool
+        """New ``head`` for ``num_classes`` (0: none); ``global_pool`` "avg" or "" (no pooling,
+        with ``num_classes=0`` only); None keeps the current pooling."""
+        if global_pool is None:
+            global_pool = self.global_pool
+        check_pooling(num_classes, global_pool)
+        self.global_pool = global_pool
         self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 

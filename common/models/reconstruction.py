@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 
@@ -40,16 +40,14 @@ def normalize_patches(patches: torch.Tensor, channels: int, per_channel: bool) -
 
     ``per_channel=False`` (MAE images): mean and unbiased variance over all values,
     ``(t - mean) / sqrt(var + 1e-6)``. ``per_channel=True`` (VideoMAE tubes): statistics per
-    channel over the pixels of the tube, ``(t - mean) / (std + 1e-6)``.
+    channel over the pixels of the tube, ``(t - mean) / (std + 1e-6)``. A flat patch gives 0.
     """
     if not per_channel:
-        mean = patches.mean(dim=-1, keepdim=True)
-        var = patches.var(dim=-1, keepdim=True)
-        return (patches - mean) / (var + 1.0e-6) ** 0.5
+        centred, _, var = _patch_statistics(patches, dim=-1)
+        return centred / (var + 1.0e-6) ** 0.5
     pixels = patches.reshape(*patches.shape[:-1], -1, channels)
-    mean = pixels.mean(dim=-2, keepdim=True)
-    std = pixels.var(dim=-2, keepdim=True).sqrt()
-    return ((pixels - mean) / (std + 1.0e-6)).flatten(-2)
+    centred, _, var = _patch_statistics(pixels, dim=-2)
+    return (centred / (var.sqrt() + 1.0e-6)).flatten(-2)
 
 
 def denormalize_patches(
@@ -60,13 +58,21 @@ def denormalize_patches(
     Turns norm-pix predictions (N, L, P) back into pixel units, e.g. for pictures.
     """
     if not per_channel:
-        mean = raw.mean(dim=-1, keepdim=True)
-        var = raw.var(dim=-1, keepdim=True)
+        _, mean, var = _patch_statistics(raw, dim=-1)
         return normalized * (var + 1.0e-6) ** 0.5 + mean
     pixels = raw.reshape(*raw.shape[:-1], -1, channels)
-    mean = pixels.mean(dim=-2, keepdim=True)
-    std = pixels.var(dim=-2, keepdim=True).sqrt()
-    return (normalized.reshape(pixels.shape) * (std + 1.0e-6) + mean).flatten(-2)
+    _, mean, var = _patch_statistics(pixels, dim=-2)
+    return (normalized.reshape(pixels.shape) * (var.sqrt() + 1.0e-6) + mean).flatten(-2)
+
+
+def _patch_statistics(values: torch.Tensor, dim: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``values`` minus their mean along ``dim``, the mean and the unbiased variance, computed about
+    the first value (shifted data): a flat patch gives exact zeros. A plain float32 mean is off by
+    a rounding error that the tiny denominator of a flat patch blows up to targets of about 1."""
+    reference = values.narrow(dim, 0, 1)
+    shifted = values - reference
+    offset = shifted.mean(dim=dim, keepdim=True)
+    return shifted - offset, reference + offset, shifted.var(dim=dim, keepdim=True)
 
 
 def masked_mse(

@@ -16,8 +16,12 @@ import numpy as np
 import pytest
 
 from common.data import build_dataset
+from common.errors import UserError
+from common.files import exclusive_lock_or_fail, is_engine_temp, temp_path
 from videoconvmae.data.prepare import (
-    TMP_PREFIX,
+    Job,
+    check_unique_outputs,
+    output_name,
     output_size,
     prepare_videos,
     read_kinetics_csv,
@@ -26,6 +30,11 @@ from videoconvmae.data.prepare import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _engine_temps(folder: Path):
+    """Temp files of the engine's writers under ``folder``."""
+    return [p for p in folder.rglob("*") if is_engine_temp(p.name)]
 
 
 def gradient_frames(num_frames: int, height: int, width: int) -> np.ndarray:
@@ -126,9 +135,9 @@ def test_awkward_sources_are_converted_and_broken_ones_listed(mixed_sources, tmp
     assert rows[str(root / "broken.mp4")]["reason"] and "gone.mp4" in rows[str(root / "gone.mp4")]["reason"]
     # the list names the converted videos only, with their labels, relative to the output folder
     assert (tmp_path / "train.csv").read_text().splitlines() == [
-        "odd.mp4 0", "rotated.mp4 1", "vfr.mp4 0", "clip.mp4 1", "audio_first.mp4 0"]
-    expected = {"odd.mp4": (6, 64, 84), "rotated.mp4": (6, 48, 64), "vfr.mp4": (8, 48, 64), "clip.mp4": (10, 48, 64),
-                "audio_first.mp4": (5, 48, 64)}
+        "odd.mp4 0", "rotated.mp4 1", "vfr.mp4 0", "clip.webm.mp4 1", "audio_first.mp4 0"]
+    expected = {"odd.mp4": (6, 64, 84), "rotated.mp4": (6, 48, 64), "vfr.mp4": (8, 48, 64),
+                "clip.webm.mp4": (10, 48, 64), "audio_first.mp4": (5, 48, 64)}
     for name, shape in expected.items():
         frames, keys, audio = decoded(str(tmp_path / name))
         assert frames.shape[:3] == shape and audio == 0, name
@@ -136,7 +145,7 @@ def test_awkward_sources_are_converted_and_broken_ones_listed(mixed_sources, tmp
     frames, _, _ = decoded(str(tmp_path / "rotated.mp4"))
     error = np.abs(frames[0].astype(int) - upright[0]).mean()
     assert error < 8 and frames[0][:12, :16].mean() > 200  # upright: the bright block top-left
-    assert not list(tmp_path.rglob(f"{TMP_PREFIX}*"))
+    assert not _engine_temps(tmp_path)
 
 
 def test_a_frame_rate_resamples_a_variable_rate_source(mixed_sources, tmp_path):
@@ -148,7 +157,9 @@ def test_a_frame_rate_resamples_a_variable_rate_source(mixed_sources, tmp_path):
     with av.open(str(root / "vfr.mp4")) as container:
         last_duration = 1 / float(container.streams.video[0].average_rate)
     ticks = sum(k / 10 < 0.466 + last_duration - 1e-9 for k in range(100))
-    frames, _, _ = decoded(str(tmp_path / "out" / "train" / "vfr.mp4"))  # a source outside the list folder
+    output = prepared.outcomes[0].job.output  # a source outside the list folder: under train/%2F/
+    assert output == os.path.join("train", "%2F", *Path(root / "vfr.mp4").parts[1:])
+    frames, _, _ = decoded(str(tmp_path / "out" / output))
     assert len(frames) == ticks
 
 
@@ -207,20 +218,177 @@ def test_a_killed_run_leaves_no_half_file_and_a_rerun_finishes(tmp_path):
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if list(dst.glob("v*.mp4")) and list(dst.glob(f"{TMP_PREFIX}*")):  # one done, the next half written
+        if list(dst.glob("v*.mp4")) and [p for p in _engine_temps(dst) if ".mp4." in p.name]:  # one done, the next half written
             process.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-write"
     done_before = sorted(p.name for p in dst.glob("v*.mp4"))
-    assert list(dst.glob(f"{TMP_PREFIX}*")) and len(done_before) < 3
+    assert _engine_temps(dst) and len(done_before) < 3
     for name in done_before:  # every file under a final name is complete
         assert decoded(str(dst / name))[0].shape == (60, 120, 160, 3)
-    prepared = prepare_videos(str(src / "train.csv"), str(dst), short_side=120, workers=1, progress=False)
+    prepared = prepare_videos(str(src / "train.csv"), str(dst), short_side=120, workers=1, progress=False,
+                              preset="medium")  # the killed run's settings (another preset is refused)
     statuses = {os.path.basename(o.job.output): o.status for o in prepared.outcomes}
     assert statuses == {f"v{n}.mp4": ("exists" if f"v{n}.mp4" in done_before else "converted") for n in range(3)}
-    assert not list(dst.glob(f"{TMP_PREFIX}*"))
+    assert not _engine_temps(dst)
     assert len((dst / "train.csv").read_text().splitlines()) == 3
     for number in range(3):
         assert decoded(str(dst / f"v{number}.mp4"))[0].shape == (60, 120, 160, 3)
+
+
+# ---------------------------------------------------------------- names, manifest, lock, workers
+
+
+TRICKY_NAMES = ["x y.mp4", "x_y.mp4", "x%20y.mp4", "clip.mp4", "clip.webm", "clip.webm.mp4", "noext", "noext.mp4",
+                "a,b.mp4", ".hidden.mp4", ".hidden", "my.video.mp4", "my%2Evideo.mp4", "v.MP4", "é t.mp4", ".mp4",
+                "sub/x y.mp4", "sub dir/v.mp4", "sub_dir/v.mp4", "sub%20dir/v.mp4"]
+
+
+def test_output_names_are_unique_stable_and_list_safe(tmp_path):
+    root = str(tmp_path / "data")
+    names = [output_name(os.path.join(root, name), root, "train") for name in TRICKY_NAMES]
+    assert len(set(names)) == len(TRICKY_NAMES), sorted(names)
+    for name in names:
+        assert name.endswith(".mp4") and not set(name) & set(" ,\t\"'") and "\\" not in name
+        assert not any(part.startswith(".") for part in Path(name).parts), name  # never hidden, never a temp name
+    plain = {"clip.mp4": "clip.mp4", "clip.webm": "clip.webm.mp4", "x_y.mp4": "x_y.mp4", "sub/x y.mp4": "sub/x%20y.mp4"}
+    for source, expected in plain.items():  # a function of the source path alone: stable whatever else is listed
+        assert output_name(os.path.join(root, source), root, "val") == expected
+    outside = [output_name(str(tmp_path / folder / "x.mp4"), root, "train") for folder in ("a", "b")]
+    assert len(set(outside) | set(names)) == len(names) + 2  # sources outside the list's folder too
+
+
+def test_two_sources_for_one_output_are_refused_at_start():
+    check_unique_outputs([Job("/v/a.mp4", "a.mp4", 0, "train"), Job("/v/a.mp4", "a.mp4", 1, "val")])  # one video, two lists
+    with pytest.raises(UserError, match="/v/a.mp4 and /w/a.mp4 would both be written to a.mp4"):
+        check_unique_outputs([Job("/v/a.mp4", "a.mp4", 0, "train"), Job("/w/a.mp4", "a.mp4", 0, "train")])
+
+
+def test_sources_whose_names_used_to_collide_are_all_converted(tmp_path, make_cfg):
+    """``x y.mp4`` / ``x_y.mp4`` and ``clip.mp4`` / ``clip.webm`` used to share an output: one was lost
+    while the report said converted for both."""
+    folder = tmp_path / "src" / "train" / "class_a"
+    folder.mkdir(parents=True)
+    frame_counts = {"x y.mp4": 3, "x_y.mp4": 4, "clip.mp4": 5, "clip.webm": 6}
+    for name, count in frame_counts.items():
+        write_source(folder / name, gradient_frames(count, 48, 64))
+    dst = tmp_path / "dst"
+    prepared = prepare_videos(str(tmp_path / "src"), str(dst), short_side=32, progress=False)
+    rows = read_report(prepared.report)
+    assert [row["status"] for row in rows] == ["converted"] * 4 and len({row["output"] for row in rows}) == 4
+    for row in rows:  # each output holds its own source's frames
+        assert len(decoded(str(dst / row["output"]))[0]) == frame_counts[os.path.basename(row["source"])], row
+    assert sorted((dst / "train.csv").read_text().splitlines()) == sorted(f"{row['output']} 0" for row in rows)
+    dataset = build_dataset(make_cfg(PATH_TO_DATA_DIR=str(dst), NUM_FRAMES=2, SAMPLING_RATE=1, TRAIN_CROP_SIZE=32,
+                                     NUM_CLASSES=1), "pretrain")
+    items = [dataset[i][0] for i in range(4)]  # the encoded names (x%20y.mp4) load as they are listed
+    assert [item["decode_failures"] for item in items] == [0] * 4
+
+
+def _small_source(tmp_path, names=("v0.mp4", "v1.mp4")):
+    src = tmp_path / "src"
+    src.mkdir()
+    for number, name in enumerate(names):
+        write_source(src / name, gradient_frames(4 + number, 48, 64))
+    (src / "train.csv").write_text("".join(f"{name} 0\n" for name in names))
+    return src / "train.csv"
+
+
+def _prepare_tool(*argv):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, str(REPO / "tools" / "prepare_videos.py"), *map(str, argv), "--no-progress",
+                           "--workers", "1"], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_rerun_with_other_settings_is_refused_and_overwrite_starts_over(tmp_path):
+    listing, dst = _small_source(tmp_path), tmp_path / "dst"
+    prepare_videos(str(listing), str(dst), short_side=32, progress=False)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    assert manifest["tool"] == "prepare_videos" and manifest["settings"]["short_side"] == 32
+    assert manifest["code"]["version"] and set(manifest["outputs"]) >= {"v0.mp4", "v1.mp4", "train.csv"}
+    before = {p.name: p.read_bytes() for p in dst.iterdir() if p.is_file() and p.name != ".run.lock"}
+    refused = _prepare_tool(listing, dst, "--short-side", 24)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "short_side: saved 32, now 24" in refused.stderr and "--overwrite" in refused.stderr
+    assert {p.name: p.read_bytes() for p in dst.iterdir() if p.is_file() and p.name != ".run.lock"} == before
+    again = prepare_videos(str(listing), str(dst), short_side=32, progress=False)  # same settings: resumes
+    assert [o.status for o in again.outcomes] == ["exists", "exists"]
+    redone = prepare_videos(str(listing), str(dst), short_side=24, progress=False, overwrite=True)
+    assert [o.status for o in redone.outcomes] == ["converted", "converted"]
+    assert decoded(str(dst / "v0.mp4"))[0].shape[1:3] == (24, 32)
+
+
+def test_a_file_the_tool_did_not_write_is_never_taken_or_replaced(tmp_path):
+    listing, dst = _small_source(tmp_path), tmp_path / "dst"
+    dst.mkdir()
+    (dst / "v1.mp4").write_bytes(b"the user's own video")
+    with pytest.raises(UserError, match=f"{dst / 'v1.mp4'}.*not written by prepare_videos.*--overwrite"):
+        prepare_videos(str(listing), str(dst), short_side=32, progress=False)
+    assert (dst / "v1.mp4").read_bytes() == b"the user's own video" and not (dst / "v0.mp4").exists()
+
+
+def test_a_second_writer_is_refused_and_stale_temp_files_are_removed(tmp_path):
+    listing, dst = _small_source(tmp_path), tmp_path / "dst"
+    (dst / "sub").mkdir(parents=True)
+    stale = [temp_path(dst / "v0.mp4"), temp_path(dst / "sub" / "v9.mp4")]
+    foreign = dst / "sub" / "notes.tmp"
+    for path in stale + [foreign]:
+        path.write_text("left behind")
+    with exclusive_lock_or_fail(dst / ".run.lock"):
+        with pytest.raises(UserError, match="in use by another"):
+            prepare_videos(str(listing), str(dst), short_side=32, progress=False)
+    assert prepare_videos(str(listing), str(dst), short_side=32, progress=False).count("converted") == 2
+    assert not any(p.exists() for p in stale) and foreign.read_text() == "left behind"
+
+
+def _children(pid):
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_killing_the_main_process_ends_its_pool_workers(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for number in range(4):  # noise: slow to encode, so the kill comes in the middle of the work
+        noise = np.random.default_rng(number).integers(0, 256, (100, 192, 256, 3), dtype=np.uint8)
+        write_source(src / f"v{number}.mp4", noise)
+    (src / "train.csv").write_text("".join(f"v{number}.mp4 0\n" for number in range(4)))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    command = [sys.executable, str(REPO / "tools" / "prepare_videos.py"), str(src / "train.csv"), str(tmp_path / "dst"),
+               "--short-side", "120", "--workers", "2", "--no-progress", "--preset", "medium"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    workers = []
+    while time.monotonic() < deadline and process.poll() is None and len(workers) < 2:
+        workers = _children(process.pid)
+        time.sleep(0.01)
+    time.sleep(0.5)  # the pool is converting
+    assert process.poll() is None and all(map(_alive, workers)) and len(workers) == 2, "the run ended too soon"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(map(_alive, workers)):
+        time.sleep(0.1)
+    left = [pid for pid in workers if _alive(pid)]
+    for pid in left:  # do not leave them to the machine
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "pool workers outlived their killed parent"

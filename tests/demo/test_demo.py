@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import List
 
 import numpy as np
 import pytest
@@ -26,12 +30,46 @@ SHORT = ["SOLVER.MAX_EPOCH", "1", "SOLVER.WARMUP_EPOCHS", "0.0",
          "MODEL.DECODER_EMBED_DIM", "32", "MODEL.DECODER_NUM_HEADS", "2"]
 
 
+STAGE_START = re.compile(r"demo \[(\d)/5\] .* -> ")
+PROGRESS_EVERY_S = 0.3  # --progress-every of the short demo
+
+
+def _seconds(line: str) -> float:
+    """The time of a console log line ``[YYYY-MM-DD HH:MM:SS,mmm LEVEL name] ...``."""
+    return datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def assert_progress_in_every_stage(console: List[str], log_txt: Path) -> None:
+    """A progress line with an ETA on the console in each of the 5 stages, at least
+    ``PROGRESS_EVERY_S`` apart; log.txt has at least as many."""
+    starts = [i for i, line in enumerate(console) if STAGE_START.search(line)]
+    assert [STAGE_START.search(console[i]).group(1) for i in starts] == ["1", "2", "3", "4", "5"], console
+    for start, end in zip(starts, starts[1:] + [len(console)]):
+        assert any(" eta " in line for line in console[start + 1:end]), f"no progress after {console[start]}"
+    progress = [line for line in console if " eta " in line]
+    assert all(b - a >= PROGRESS_EVERY_S - 0.001 for a, b in zip(map(_seconds, progress), map(_seconds, progress[1:])))
+    assert len([line for line in log_txt.read_text().splitlines() if " eta " in line]) >= len(progress)
+
+
+def assert_last_lines_give_existing_paths(console: List[str], out: Path) -> None:
+    """``results: PATH``, ``pictures: PATH, ...``, ``logs: PATH, ...``: every path exists."""
+    last = {line.split(": ", 1)[0]: line.split(": ", 1)[1].split(", ") for line in console
+            if line.startswith(("results: ", "pictures: ", "logs: "))}
+    assert set(last) == {"results", "pictures", "logs"}, console[-5:]
+    for path in [path for paths in last.values() for path in paths]:
+        assert Path(path).exists(), path
+    assert str(out / "reconstruction.png") in last["pictures"] and str(out / "log.txt") in last["logs"]
+
+
 @pytest.mark.slow
 def test_short_demo_writes_results_and_pictures(tmp_path, capsys):
     out = tmp_path / "demo"
     recipe = {**SYNTHETIC_RECIPE, "clips_per_class": (2, 1, 1)}  # the demo's clips, fewer of them
     make_synthetic_video_dataset(str(out / "data"), formats=("kinetics",), **recipe)
-    returned = tool_main("demo")(["--output-dir", str(out), *SHORT])
+    returned = tool_main("demo")(["--output-dir", str(out), "--progress-every", str(PROGRESS_EVERY_S), *SHORT])
+    console = capsys.readouterr().out.splitlines()
+    assert_progress_in_every_stage(console, out / "log.txt")
+    assert_last_lines_give_existing_paths(console, out)
 
     results = json.loads((out / RESULTS_FILE).read_text())
     assert results == returned

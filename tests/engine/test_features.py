@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -15,8 +17,9 @@ from common.checkpoint import load_pretrained_into_classifier, safe_load
 from common.config import config_from_yaml
 from common.data import build_dataset
 from common.engine.builders import build_model
-from common.engine.features import embed, extract_clip_features, extract_window_features
+from common.engine.features import embed, extract_clip_features, extract_window_features, load_clip_features
 from common.engine.inference import load_run
+from common.manifest import OutputError
 from tests.engine.inference_runs import NO_WORKERS, REPO, tool, trained_runs, write_motion_video  # noqa: F401
 from tests.engine.toy_data import real_cfg
 from videoconvmae.data import CentreViewTransform, build_decoder
@@ -163,3 +166,145 @@ def test_two_ranks_predict_and_extract_each_file_once(trained_runs, video_data, 
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert (summary["written"], summary["failed"]) == (3, 1)  # 3 videos over 2 ranks: a video twice would give 4
     assert len(list((tmp_path / "w").rglob("*.npy"))) == 3 and out.stdout.count('"written"') == 1
+
+
+# ------------------------------------------------------------------ results that prove what made them
+
+
+def _refused(capsys, *argv):
+    """Run extract_features expecting a user error: its one-line message (exit 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        tool("extract_features", *argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+def _folder_bytes(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_rerun_with_other_settings_is_refused_naming_the_difference(trained_runs, video_data, tmp_path, capsys):
+    """Another --pool, checkpoint, input set or window stride than the folder was made with: one
+    line naming the difference, nothing touched; --overwrite starts over."""
+    out = tmp_path / "clips"
+    base = ["--workers", 0, "--output", out]
+    tool("extract_features", "--run", trained_runs["pre"], *base, video_data / "test")
+    before = _folder_bytes(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    checkpoint = trained_runs["pre"] / "checkpoint-last.pth"
+    assert manifest["settings"]["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert manifest["settings"]["model"] == "videoconvmae_small_patch16" and manifest["settings"]["pool"] == "mean"
+    assert manifest["code"]["version"] == importlib.metadata.version("videoconvmae")
+    assert set(manifest["files"]) == {"features.npy", "index.csv", "errors.json"}
+
+    err = _refused(capsys, "--run", trained_runs["pre"], *base, "--pool", "none", video_data / "test")
+    assert "pool: saved 'mean', now 'none'" in err and "--overwrite" in err and str(out) in err
+    err = _refused(capsys, "--run", trained_runs["ft"], *base, video_data / "test")
+    assert "checkpoint_sha256: saved" in err and "model: saved 'videoconvmae_small_patch16'" in err
+    first = sorted(str(p) for p in (video_data / "test").rglob("*.mp4"))[0]
+    err = _refused(capsys, "--run", trained_runs["pre"], *base, first)
+    assert "inputs: 2 removed" in err
+    assert _folder_bytes(out) == before
+
+    again = tool("extract_features", "--run", trained_runs["pre"], *base, "--pool", "none", "--overwrite",
+                 video_data / "test")
+    assert again["written"] == 3 and np.load(out / "features.npy").shape == (3, 2, 2, 2, 32)
+
+    windows = tmp_path / "windows"
+    args = ["--run", trained_runs["pre"], "--workers", 0, "--output", windows, video_data / "test"]
+    tool("extract_features", *args, "--window-stride", 1)
+    err = _refused(capsys, *args, "--window-stride", 2)
+    assert "window_stride: saved 1, now 2" in err
+
+
+def test_clip_mode_retries_failed_inputs_until_they_succeed(trained_runs, video_data, tmp_path):
+    videos = sorted(str(p) for p in (video_data / "test").rglob("*.mp4"))[:2]
+    broken = tmp_path / "late.mp4"
+    broken.write_bytes(b"\x00" * 100)  # not downloaded completely yet
+    out = tmp_path / "clips"
+    args = ["--run", trained_runs["pre"], "--workers", 0, "--output", out, videos[0], broken, videos[1]]
+    first = tool("extract_features", *args)
+    assert (first["written"], first["skipped"], first["failed"]) == (2, 0, 1)
+    second = tool("extract_features", *args)  # still broken: tried again, still in the summary
+    assert (second["written"], second["skipped"], second["failed"]) == (0, 2, 1)
+    assert list(second["failed_files"]) == [str(broken)]
+    write_motion_video(broken, num_frames=24, label=2)  # the download finished
+    third = tool("extract_features", *args)
+    assert (third["written"], third["skipped"], third["failed"]) == (1, 2, 0)
+    rows = [r["path"] for r in csv.DictReader((out / "index.csv").open())]
+    assert rows == [videos[0], str(broken), videos[1]]  # input order
+    expected = extract_clip_features(load_run(trained_runs["pre"], overrides=NO_WORKERS), rows).features
+    np.testing.assert_allclose(np.load(out / "features.npy"), expected, atol=1e-6)
+    assert json.loads((out / "errors.json").read_text()) == {}
+    assert tool("extract_features", *args)["skipped"] == 3
+
+
+def _cut_at_rename(monkeypatch, name):
+    """Make the rename of the next file called ``name`` raise, as a kill between two writes would."""
+    real = os.replace
+
+    def replace(src, dst, *a, **k):
+        if os.path.basename(dst) == name:
+            raise KeyboardInterrupt(f"killed before {name} was renamed")
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def _consistent(out):
+    """features.npy rows, index.csv rows: the same count."""
+    rows = list(csv.DictReader((out / "index.csv").open()))
+    return len(rows) == len(np.load(out / "features.npy"))
+
+
+def test_a_result_set_cut_between_its_files_is_never_taken_as_done(trained_runs, video_data, tmp_path, monkeypatch):
+    """A kill between features.npy and index.csv (of another input set, or of a retry) must not let
+    a rerun pair one set's features with another's index and call it done."""
+    videos = sorted(str(p) for p in (video_data / "test").rglob("*.mp4"))
+    out = tmp_path / "clips"
+    base = ["--run", trained_runs["pre"], "--workers", 0, "--output", out]
+    tool("extract_features", *base, *videos)
+    with monkeypatch.context() as patch:
+        _cut_at_rename(patch, "index.csv")
+        try:
+            tool("extract_features", *base, *videos[:2])  # other inputs, cut between the files
+        except (KeyboardInterrupt, SystemExit):
+            pass
+    rerun = tool("extract_features", *base, *videos)
+    assert _consistent(out) and len(np.load(out / "features.npy")) == 3
+    expected = extract_clip_features(load_run(trained_runs["pre"], overrides=NO_WORKERS), videos).features
+    np.testing.assert_allclose(np.load(out / "features.npy"), expected, atol=1e-6)
+    assert rerun["failed"] == 0
+
+    broken = tmp_path / "late.mp4"
+    broken.write_bytes(b"junk")
+    retry = ["--run", trained_runs["pre"], "--workers", 0, "--output", tmp_path / "retry", videos[0], broken]
+    tool("extract_features", *retry)
+    write_motion_video(broken, num_frames=24, label=1)
+    assert load_clip_features(tmp_path / "retry").paths == [videos[0]]
+    with monkeypatch.context() as patch:
+        _cut_at_rename(patch, "index.csv")
+        with pytest.raises(KeyboardInterrupt):
+            tool("extract_features", *retry)  # the retry's new set is cut between its files
+    with pytest.raises(OutputError, match="holds no complete clip-feature set"):
+        load_clip_features(tmp_path / "retry")  # a reader never gets the cut set
+    summary = tool("extract_features", *retry)
+    assert (summary["written"], summary["failed"]) == (2, 0) and _consistent(tmp_path / "retry")
+    assert load_clip_features(tmp_path / "retry").paths == [videos[0], str(broken)]
+
+
+def test_a_second_writer_is_refused_and_stale_temp_files_are_removed(trained_runs, video_data, tmp_path, capsys):
+    from common.files import exclusive_lock_or_fail, temp_path
+    out = tmp_path / "windows"
+    (out / "a").mkdir(parents=True)
+    stale = [temp_path(out / "features.npy"), temp_path(out / "a" / "x.mp4.npy")]
+    foreign = [out / "notes.tmp", out / "a" / ".x.mp4.npy.tmp"]
+    for path in stale + foreign:
+        path.write_text("left behind")
+    args = ["--run", trained_runs["pre"], "--workers", 0, "--output", out, "--window-stride", 2, video_data / "test"]
+    with exclusive_lock_or_fail(out / ".run.lock"):  # stands for another extraction still writing
+        err = _refused(capsys, *args)
+    assert "in use by another" in err and str(out) in err
+    assert tool("extract_features", *args)["written"] == 3
+    assert not any(p.exists() for p in stale) and all(p.read_text() == "left behind" for p in foreign)

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import csv
+import ctypes
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -16,7 +20,7 @@ from common.engine.inference import collect_inputs, load_run, predict_files
 from common.errors import UserError
 from common.models import create_model
 from common.engine.jobs import run_job
-from tests.engine.inference_runs import NO_WORKERS, tool, trained_runs, write_motion_video  # noqa: F401
+from tests.engine.inference_runs import NO_WORKERS, REPO, tool, trained_runs, write_motion_video  # noqa: F401
 from tests.engine.toy_data import real_cfg
 
 NAMES = ["direction_000", "direction_120", "direction_240"]  # the generator's classids.json, 3 classes
@@ -193,3 +197,148 @@ def test_predict_and_clip_features_forward_at_most_test_clips_per_forward(traine
     unbounded = load_run(trained_runs["pre"], overrides={**NO_WORKERS, "TEST.CLIPS_PER_FORWARD": 0})
     torch.testing.assert_close(torch.from_numpy(features),
                                torch.from_numpy(extract_clip_features(unbounded, videos).features), atol=1e-5, rtol=0)
+
+
+# ------------------------------------------------------------------ manifests, non-finite weights, outputs first
+
+
+def _user_error(capsys, name, *argv):
+    """Run ``tools/<name>.py`` expecting a user error: its one-line message (exit 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        tool(name, *argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_predict_rerun_with_other_options_is_refused_and_failed_files_are_retried(trained_runs, video_data,
+                                                                                      tmp_path, capsys):
+    mp4 = _test_videos(video_data)[0]
+    late = tmp_path / "late.mp4"
+    late.write_bytes(b"still downloading")
+    out = tmp_path / "p.jsonl"
+    args = ["--run", trained_runs["ft"], "--workers", 0, "--output", out]
+    tool("predict", *args, "--topk", 2, mp4, late)
+    first = out.read_text().splitlines()
+    manifest = json.loads((tmp_path / "p.jsonl.manifest.json").read_text())
+    assert manifest["settings"]["topk"] == 2 and manifest["inputs"] == [mp4, str(late)]
+    err = _user_error(capsys, "predict", *args, "--topk", 3, mp4, late)
+    assert "topk: saved 2, now 3" in err and "--overwrite" in err and str(out) in err
+    assert out.read_text().splitlines() == first
+    write_motion_video(late, num_frames=20, label=1)
+    predictions = tool("predict", *args, "--topk", 2, mp4, late)
+    lines = out.read_text().splitlines()
+    assert lines[0] == first[0] and not json.loads(lines[1])["error"] and len(json.loads(lines[1])["topk"]) == 2
+    assert [p.path for p in predictions] == [mp4, str(late)]
+    assert "1 predicted, 1 done before, 0 unreadable" in capsys.readouterr().out
+    tool("predict", *args, "--topk", 3, "--overwrite", mp4, late)
+    assert all(len(json.loads(line)["topk"]) == 3 for line in out.read_text().splitlines())
+
+
+def _with_non_finite(source, target, names):
+    state = torch.load(source, map_location="cpu", weights_only=False)
+    for name, value in names.items():
+        state["model"][name].view(-1)[0] = value
+    torch.save(state, target)
+    return target
+
+
+def test_non_finite_weights_are_refused_naming_the_tensors(trained_runs, video_data, tmp_path, capsys):
+    bad = _with_non_finite(trained_runs["ft"] / "checkpoint-last.pth", tmp_path / "nan.pth",
+                           {"head.weight": float("nan"), "pos_embed": float("inf")})
+    with pytest.raises(CheckpointError, match=r"non-finite values.*head\.weight.*pos_embed|non-finite values.*"
+                                              r"pos_embed.*head\.weight") as error:
+        load_run(trained_runs["ft"], checkpoint=bad)
+    assert str(bad) in str(error.value)
+    out = tmp_path / "p.jsonl"
+    err = _user_error(capsys, "predict", "--run", trained_runs["ft"], "--checkpoint", bad, "--workers", 0,
+                      "--output", out, video_data / "test")
+    assert "head.weight" in err and not out.exists()
+
+
+def _strict_json(line):
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_predictions_are_valid_json_when_a_score_is_not_finite(trained_runs, video_data, tmp_path, monkeypatch):
+    """fp16 overflow or a bad input can still make a finite model output NaN: that file gets an
+    error, the file stays valid JSON (no NaN literal)."""
+    import common.engine.inference as inference
+    real = inference.batch_scores
+
+    def first_file_nan(*args, **kwargs):
+        scores, views = real(*args, **kwargs)
+        scores[0] = float("nan")
+        return scores, views
+
+    monkeypatch.setattr(inference, "batch_scores", first_file_nan)
+    videos = _test_videos(video_data)
+    out = tmp_path / "p.jsonl"
+    tool("predict", "--run", trained_runs["ft"], "--workers", 0, "--batch-size", 2, "--output", out, *videos[:2])
+    records = [_strict_json(line) for line in out.read_text().splitlines()]
+    assert "non-finite" in records[0]["error"] and records[0]["topk"] == [] and not records[1]["error"]
+
+
+@pytest.fixture
+def no_inference(monkeypatch):
+    """Fails the test if a tool starts inference."""
+    import common.engine.features as features
+    import common.engine.inference as inference
+
+    def started(*args, **kwargs):
+        raise AssertionError("inference started before the output was checked")
+
+    for module, name in [(inference, "predict_files"), (features, "extract_clip_features"),
+                         (features, "extract_window_features")]:
+        monkeypatch.setattr(module, name, started)
+
+
+@pytest.mark.parametrize("name, output, expected", [
+    ("predict", "folder", "is a directory"),
+    ("predict", "file/p.jsonl", "is not a directory"),
+    ("extract_features", "file", "is not a directory"),
+    ("extract_features", "file/feats", "is not a directory"),
+])
+def test_outputs_are_checked_before_any_inference(trained_runs, video_data, tmp_path, capsys, no_inference, name,
+                                                  output, expected):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("a file")
+    err = _user_error(capsys, name, "--run", trained_runs["ft"], "--workers", 0, "--output", tmp_path / output,
+                      video_data / "test")
+    assert str(tmp_path / output) in err and expected in err
+    assert (tmp_path / "file").read_text() == "a file" and list((tmp_path / "folder").iterdir()) == []
+
+
+def _without_root_override():
+    """Subprocess set-up: a root process loses CAP_DAC_OVERRIDE (the kernel then applies the
+    owner's permission bits to it), so a chmod 555 folder is read-only to it as to anyone."""
+    if os.geteuid() == 0:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE)
+
+
+PR_CAPBSET_DROP, CAP_DAC_OVERRIDE = 24, 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, output", [("predict", "p.jsonl"), ("extract_features", "feats")])
+def test_a_read_only_output_folder_is_one_line_before_any_inference(trained_runs, video_data, tmp_path, name, output):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    probe = subprocess.run([sys.executable, "-c", f"open({str(folder / 'probe')!r}, 'w')"],
+                           capture_output=True, preexec_fn=_without_root_override)
+    if probe.returncode == 0:
+        folder.chmod(0o755)
+        pytest.skip("this process can write into a chmod 555 folder (root that cannot drop CAP_DAC_OVERRIDE)")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(REPO / "tools" / f"{name}.py"), "--run", str(trained_runs["ft"]),
+                           "--workers", "0", "--output", str(folder / output), str(video_data / "test")],
+                          env=env, capture_output=True, text=True, timeout=240, preexec_fn=_without_root_override)
+    folder.chmod(0o755)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: cannot write --output") and "Permission denied" in lines[-1]
+    assert "Traceback" not in done.stderr and done.stdout == ""  # no table, no summary: nothing was computed
+    assert list(folder.iterdir()) == []

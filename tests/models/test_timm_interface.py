@@ -1,11 +1,13 @@
-"""The classifiers as timm models: the checks timm applies to its own registered models, and
+"""The classifiers as timm models: timm's model contract (its documented feature-extraction
+paths and what its model test suite asserts of every registered model, written out here), and
 every interface method on image and video classifiers.
 
 Cost on a 2-core CPU: real forward/backward and torch.fx run on ConvMAE-S at a reduced input
 (32x32: every parameter and code path, a fraction of the FLOPs; ConvMAE-B alone would add
-~15 s); the default-cfg and features_only checks of all five sizes run at the default 224x224
-(and a non-square 256x320) on the meta device, which checks every shape without allocating
-ConvMAE-L/H's 322M/666M parameters.
+~15 s), the contract with values on ConvMAE-S at its default 224x224 and on the video ConvMAE-S
+widths at a reduced clip; the contract's shapes and the pretrained configs of all five image
+and three video sizes run at their defaults (and features_only also at a non-square 256x320) on
+the meta device, which checks every shape without allocating ConvMAE-L/H's 322M/666M parameters.
 """
 import re
 
@@ -15,16 +17,20 @@ import torch
 import torch.nn.functional as F
 from timm.models._features_fx import create_feature_extractor, get_graph_node_names
 from timm.optim import param_groups_layer_decay
+from torch import nn
 
 import imageconvmae.models  # noqa: F401  registration happens on import
 import videoconvmae.models  # noqa: F401
+from common.config import get_cfg
 from common.models import CONVVIT_SIZES
 from common.optim import param_groups
-from tests.models.tiny import IMAGE_SIZE, TINY, VIDEO, tiny_image_classifier, tiny_video_classifier
+from tests.models.tiny import IMAGE_SIZE, TINY, VIDEO, tiny_image_classifier, tiny_image_mae, tiny_video_classifier
 
 IMAGE_MODELS = [f"convvit_{size}_patch16" for size in ("small", "base", "base_star", "large", "huge")]
 VIDEO_MODELS = ["video_convvit_small_patch16", "video_convvit_base_patch16", "video_convvit_large_patch16"]
+DEFAULT_FRAMES = 16  # the video classifiers' default clip: 16 x 224 x 224
 SIZE_OF = dict(zip(IMAGE_MODELS, ("small", "base", "base_star", "large", "huge")))
+SIZE_OF.update(zip(VIDEO_MODELS, ("small", "base", "large")))
 IMAGE_INPUT = (2, 3, *IMAGE_SIZE)
 VIDEO_INPUT = (2, 3, VIDEO["num_frames"], VIDEO["img_size"], VIDEO["img_size"])
 
@@ -52,27 +58,106 @@ def test_forward_backward_and_torch_fx_at_full_size_model():
     torch.testing.assert_close(next(iter(fx_model(x).values())), model(x))
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
-def test_default_cfg_consistency_shapes_and_features_only(name):
-    size = CONVVIT_SIZES[SIZE_OF[name]]
-    with torch.device("meta"):
-        model = timm.create_model(name).eval()
-        cfg = model.pretrained_cfg
-        assert cfg["input_size"] == (3, 224, 224) and cfg["num_classes"] == 1000 and not cfg["url"]
-        state = model.state_dict()
-        assert cfg["classifier"] + ".weight" in state and cfg["first_conv"] + ".weight" in state
-        x = torch.randn(1, *cfg["input_size"])
-        feats = model.forward_features(x)
-        assert feats.shape == (1, size.embed_dim[2], *cfg["pool_size"])
-        assert model.num_features == model.head_hidden_size == size.embed_dim[2]
-        assert model.forward_head(feats, pre_logits=True).shape == (1, model.num_features)
-        assert model(x).shape == (1, 1000)
-        model.reset_classifier(0)
-        assert model(x).shape == (1, model.num_features)
-        model.reset_classifier(0, "")
-        assert model(x).shape == feats.shape
+def _first_conv(model: nn.Module) -> nn.Module:
+    """The convolution that sees the input: the first one the model registers."""
+    return next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d)))
 
-        c1, c2, c3 = size.embed_dim
+
+@pytest.mark.parametrize("name", IMAGE_MODELS + VIDEO_MODELS)
+def test_pretrained_cfg_describes_the_model(name):
+    data = get_cfg().DATA
+    with torch.device("meta"):
+        model = timm.create_model(name)
+    cfg = model.pretrained_cfg
+    video = name in VIDEO_MODELS
+    assert cfg["architecture"] == name and not cfg["url"]
+    # timm's configs describe one image: a clip is DEFAULT_FRAMES such frames.
+    assert model.input_size == ((DEFAULT_FRAMES, 224, 224) if video else (224, 224))
+    assert cfg["input_size"] == (model.in_chans, *model.input_size[-2:]) == (3, 224, 224)
+    assert cfg["pool_size"] == model.grid[-2:] == (14, 14)
+    assert cfg["fixed_input_size"] is True
+    other = (1, 3, *model.input_size[:-1], model.input_size[-1] + 32)
+    with pytest.raises(ValueError, match="expected input of shape"):
+        model(torch.randn(other, device="meta"))
+    # The evaluation transform timm derives from the cfg is the one the project trains with.
+    assert cfg["mean"] == tuple(data.MEAN) and cfg["std"] == tuple(data.STD)
+    assert cfg["crop_pct"] == (1.0 if video else data.IMAGE_TEST_CROP_PCT)
+    assert timm.data.resolve_model_data_config(model)["input_size"] == cfg["input_size"]
+    # The names timm's loaders use: the classifier it replaces, the conv it adapts to in_chans.
+    head = model.get_submodule(cfg["classifier"])
+    assert head is model.get_classifier() and isinstance(head, nn.Linear)
+    assert (head.in_features, head.out_features) == (model.head_hidden_size, cfg["num_classes"])
+    assert model.get_submodule(cfg["first_conv"]) is _first_conv(model)
+    assert _first_conv(model).in_channels == cfg["input_size"][0]
+    model.reset_classifier(7, "avg")
+    assert model.get_submodule(cfg["classifier"]).out_features == 7
+
+
+def _check_timm_contract(name: str, x: torch.Tensor, grid, values: bool, **kwargs) -> None:
+    """timm's model contract for ``timm.create_model(name, **kwargs)`` on input ``x`` whose
+    stage-3 grid is ``grid``: ``forward_features`` is the unpooled (N, C, *grid) map (images
+    4-D, videos 5-D), ``forward_head(pre_logits=True)`` the pooled (N, head_hidden_size)
+    features, ``reset_classifier(0)`` leaves the pooled features, ``reset_classifier(0, '')``
+    and ``create_model(num_classes=0, global_pool='')`` the unpooled map; ``values``: also
+    compare the tensors (a real device, not meta)."""
+    model = timm.create_model(name, **kwargs).eval()
+    assert model.num_classes > 0 and model.num_features > 0 and model.head_hidden_size > 0
+    n = x.shape[0]
+    feats = model.forward_features(x)
+    assert feats.shape == (n, model.num_features, *grid) and feats.dim() == x.dim()
+    pre = model.forward_head(feats, pre_logits=True)
+    assert pre.shape == (n, model.head_hidden_size)
+    logits = model(x)
+    assert logits.shape == (n, model.num_classes)
+
+    model.reset_classifier(0)
+    pooled = model(x)
+    assert model.num_classes == 0 and pooled.shape == pre.shape
+    model.reset_classifier(0, "")
+    unpooled = model(x)
+    assert model.num_classes == 0 and unpooled.shape == feats.shape
+    model.reset_classifier(7, "avg")
+    assert model(x).shape == (n, 7) and model.get_classifier().out_features == 7
+
+    bare = timm.create_model(name, num_classes=0, global_pool="", **kwargs).eval()
+    assert bare.num_classes == 0 and bare.global_pool == ""
+    if values:
+        # Same parameter names as the classifier without its head: its weights load strictly.
+        bare.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("head.")})
+    bare_out = bare(x)
+    assert bare_out.shape == feats.shape
+    if values:
+        torch.testing.assert_close(pooled, pre)
+        torch.testing.assert_close(unpooled, feats)
+        torch.testing.assert_close(bare_out, feats)
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS + VIDEO_MODELS)
+def test_timm_contract_shapes_of_every_size(name):
+    video = name in VIDEO_MODELS
+    with torch.device("meta"):
+        x = torch.randn(1, 3, *((DEFAULT_FRAMES,) if video else ()), 224, 224)
+        _check_timm_contract(name, x, ((DEFAULT_FRAMES // 2,) if video else ()) + (14, 14), values=False)
+        model = timm.create_model(name)
+    assert model.num_features == model.head_hidden_size == CONVVIT_SIZES[SIZE_OF[name]].embed_dim[2]
+
+
+@torch.no_grad()
+def test_timm_contract_values_convmae_s_at_224():
+    _check_timm_contract("convvit_small_patch16", torch.randn(1, 3, 224, 224), (14, 14), values=True)
+
+
+@torch.no_grad()
+def test_timm_contract_values_video_convmae_s():
+    # ConvMAE-S widths and depths, a 4 x 32 x 32 clip (the 16 x 224 x 224 default costs ~35 GFLOPs).
+    _check_timm_contract("video_convvit_small_patch16", torch.randn(2, 3, 4, 32, 32), (2, 2, 2), values=True,
+                         num_frames=4, img_size=32)
+
+
+@pytest.mark.parametrize("name", IMAGE_MODELS)
+def test_features_only_levels_of_every_size(name):
+    c1, c2, c3 = CONVVIT_SIZES[SIZE_OF[name]].embed_dim
+    with torch.device("meta"):
         model = timm.create_model(name, features_only=True).eval()
         assert model.feature_info.channels() == [c1, c2, c3, c3]
         assert model.feature_info.reduction() == [4, 8, 16, 32]
@@ -110,8 +195,33 @@ def test_forward_features_and_head_decompose_the_classifier(build, shape):
 def test_global_pool_false_normalises_before_pooling():
     model = tiny_image_classifier(global_pool=False).eval()
     x = torch.randn(IMAGE_INPUT)
-    expected = model.norm(_stage3_tokens(model, x)).mean(dim=1)
-    torch.testing.assert_close(model.forward_head(model.forward_features(x), pre_logits=True), expected)
+    normed = model.norm(_stage3_tokens(model, x))
+    torch.testing.assert_close(model.forward_head(model.forward_features(x), pre_logits=True), normed.mean(dim=1))
+    model.reset_classifier(0, "")  # the unpooled map of the encoder's norm
+    torch.testing.assert_close(model(x).flatten(2).transpose(1, 2), normed)
+
+
+def test_no_pooling_returns_the_stage3_map_without_fc_norm():
+    # timm: the unpooled features stop before pooling and post-pooling layers (fc_norm).
+    model = tiny_video_classifier(num_classes=0, global_pool="").eval()
+    x = torch.randn(VIDEO_INPUT)
+    out = model(x)
+    assert out.shape == (2, 32, *model.grid)
+    torch.testing.assert_close(out.flatten(2).transpose(1, 2), _stage3_tokens(model, x))
+
+
+def tiny_image_features():
+    return timm.create_model("convvit_small_patch16", features_only=True, **TINY)
+
+
+@pytest.mark.parametrize("build", [tiny_image_classifier, tiny_video_classifier, tiny_image_mae, tiny_image_features])
+def test_torchscript_is_refused_with_a_clear_error(build):
+    model = build()
+    with pytest.raises(NotImplementedError, match=r"does not support TorchScript .* torch\.export\.export"
+                                                  r".*tools/export\.py.*torch\.compile"):
+        with pytest.warns(FutureWarning, match="deprecated"):
+            torch.jit.script(model)
+    assert issubclass(NotImplementedError, RuntimeError)  # what timm's scripting tests catch
 
 
 @pytest.mark.parametrize("build", [tiny_image_classifier, tiny_video_classifier])
@@ -124,6 +234,28 @@ def test_reset_and_get_classifier(build):
     assert isinstance(model.get_classifier(), torch.nn.Identity) and model.global_pool == ""
     with pytest.raises(ValueError, match="global_pool must be 'avg' or ''"):
         model.reset_classifier(0, "max")
+    # A Linear head classifies pooled features: no pooling is for num_classes=0 only.
+    with pytest.raises(ValueError, match="global_pool='' .* needs num_classes=0, got num_classes=4"):
+        model.reset_classifier(4)
+    assert model.global_pool == "" and isinstance(model.get_classifier(), torch.nn.Identity)
+    model.reset_classifier(4, "avg")
+    assert model.get_classifier().out_features == 4 and model.global_pool == "avg"
+
+
+@pytest.mark.parametrize("build", [tiny_image_classifier, tiny_video_classifier])
+def test_global_pool_takes_the_official_boolean_and_timms_names(build):
+    layouts = {}
+    for pool in (True, "avg", False, ""):
+        model = build(global_pool=pool, num_classes=0 if pool == "" else 5)
+        layouts[pool] = sorted(n for n, _ in model.named_parameters() if "norm" in n.split(".")[0])
+        assert model.global_pool == ("" if pool == "" else "avg")
+    # True/"avg"/"" keep the official classifier's fc_norm; False the encoder's norm.
+    assert layouts[True] == layouts["avg"] == layouts[""] == ["fc_norm.bias", "fc_norm.weight"]
+    assert layouts[False] == ["norm.bias", "norm.weight"]
+    with pytest.raises(ValueError, match="global_pool must be True, False, 'avg' or '', got 'max'"):
+        build(global_pool="max")
+    with pytest.raises(ValueError, match="needs num_classes=0, got num_classes=5"):
+        build(global_pool="")
 
 
 @pytest.mark.parametrize("build,shape", [(tiny_image_classifier, IMAGE_INPUT), (tiny_video_classifier, VIDEO_INPUT)])

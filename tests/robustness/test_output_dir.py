@@ -3,8 +3,10 @@ a time, and a full disk or a permission error while saving leaves the previous c
 import errno
 
 import pytest
+import torch
 
 import common.checkpoint as checkpoint_module
+from common.checkpoint import CheckpointError
 from common.engine.checkpointing import CheckpointSaveError
 from common.engine.jobs import run_job
 from common.engine.output_dir import OutputDirError, claim_output_dir
@@ -83,3 +85,16 @@ def test_failed_save_keeps_the_previous_checkpoint_and_says_so(tmp_path, finishe
     monkeypatch.undo()
     run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "2"))  # space freed: resumes
     assert load_all_checkpoints(tmp_path)["checkpoint-last.pth"]["epoch"] == 2
+
+
+def test_overwrite_deletes_nothing_when_the_run_fails_before_its_first_write(tmp_path, tmp_path_factory, finished_run):
+    """OVERWRITE True with start weights that do not fit the model: the run stops, and the previous
+    run's checkpoints, metrics and config are all still there, byte for byte."""
+    weights = tmp_path_factory.mktemp("weights") / "foreign.pth"
+    torch.save({"model": {"unrelated.weight": torch.zeros(3)}}, weights)
+    kept = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name not in ("log.txt", ".run.lock")}
+    with pytest.raises(CheckpointError):
+        run_job("finetune", toy_cfg("video_finetune", tmp_path, "TRAIN.CHECKPOINT_FILE_PATH", str(weights),
+                                    "OVERWRITE", "True"))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name not in ("log.txt", ".run.lock")} == kept
+    assert "checkpoint-last.pth" in kept and "log.jsonl" in kept and "config.yaml" in kept

@@ -124,3 +124,18 @@ def test_partly_fitting_weights_list_what_matched(tmp_path):
     missing = [k for k in encoder if k.startswith("blocks3")]
     assert f"{len(encoder) - len(missing)} of {len(encoder)} encoder weights matched (pos_embed, patch_embed1" in str(error.value)
     assert f"not matched: {missing[0]}" in str(error.value)
+
+
+def test_non_finite_starting_weights_stop_the_run_naming_the_tensors(tmp_path):
+    """A diverged pretraining's NaN weights used to finetune into a NaN checkpoint with exit 0."""
+    weights = _pretrained(tmp_path)
+    weights["pos_embed"].view(-1)[3] = float("nan")
+    weights["blocks3.0.attn.qkv.weight"].view(-1)[0] = float("-inf")
+    torch.save({"model": weights}, tmp_path / "start.pth")
+    cfg = toy_cfg("video_finetune", tmp_path / "run", "TRAIN.CHECKPOINT_FILE_PATH", str(tmp_path / "start.pth"))
+    with pytest.raises(CheckpointError) as error:
+        run_job("finetune", cfg)
+    message = str(error.value)
+    assert f"{tmp_path / 'start.pth'} has non-finite values (NaN or inf) in 2 tensors: " in message
+    assert "pos_embed" in message and "blocks3.0.attn.qkv.weight" in message and "\n" not in message
+    assert not (tmp_path / "run" / "checkpoint-last.pth").exists()

@@ -15,13 +15,19 @@ with the videos under a folder, named as the common downloaders name them
 (``{youtube_id}_{time_start:06d}_{time_end:06d}.mp4``, in class folders or flat). Where the source has
 no val or test split, seeded shares of train can be held out for them (``split_off``).
 
-Outputs in ``dst``: ``<split>/...mp4``, ``train.csv``/``val.csv``/``test.csv`` ("path label",
-paths relative to ``dst``), ``classids.json`` when class names are known, and
-``prepare_report.csv`` (source, output, status, reason) with every video: ``converted``,
-``exists`` (done by an earlier run), ``failed`` (with the reason) or ``missing``. A broken source
-is listed, never fatal. Each output is written under a temporary name in its folder, verified
+Outputs in ``dst``: one ``.mp4`` per source (``output_name``: the source's path under the
+list's folder, percent-encoded, so that no two sources share an output and a source's output
+never depends on the others), ``train.csv``/``val.csv``/``test.csv`` ("path label", paths
+relative to ``dst``), ``classids.json`` when class names are known, ``prepare_report.csv``
+(source, output, status, reason) with every video: ``converted``, ``exists`` (done by an earlier
+run), ``failed`` (with the reason) or ``missing``, and ``manifest.json`` (``common.manifest``:
+the encode settings, the source, each output's source, the code version). A broken source is
+listed, never fatal. Each output is written under an engine temp name in its folder, verified
 (it decodes, with the expected frame count and size) and only then renamed, so a killed run
-leaves no half file under a final name, and a rerun skips what is done.
+leaves no half file under a final name; the next run removes its temp files. A rerun with the
+same settings converts what is missing (new or failed sources) and keeps the rest; other
+settings are refused unless ``overwrite``. One run at a time per ``dst`` (a lock); the pool's
+workers die with the main process.
 """
 from __future__ import annotations
 
@@ -33,10 +39,11 @@ import os
 import re
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from urllib.parse import quote
 
 import av
 import numpy as np
@@ -46,7 +53,9 @@ from common.data.class_names import class_ids_for, write_class_ids
 from common.data.lists import NO_LABEL, format_list_line
 from common.data.sources import class_folder_names, is_split_layout, scan_folder
 from common.errors import DataNotFoundError, UserError
-from common.files import atomic_write_text
+from common.files import atomic_write_text, is_engine_temp, temp_path
+from common.manifest import Manifest, OutputFolder
+from common.process_settings import die_with_parent
 
 from .annotations import VIDEO_EXTENSIONS, read_folder_per_class, read_path_label_list
 from .decoders import video_stream
@@ -55,10 +64,10 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
-TMP_PREFIX = ".tmp-prepare-"
 REPORT_FILE = "prepare_report.csv"
 CLASS_IDS_FILE = "classids.json"
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
+OUTSIDE_ROOT = "%2F"  # the folder of outputs whose source lies outside the list's folder (an encoded "/")
 
 
 @dataclass(frozen=True)
@@ -213,12 +222,6 @@ def verify(path: str, frames: int, width: int, height: int) -> None:
         raise ValueError(f"output decodes to {count} frames, {frames} were written")
 
 
-def tmp_path_for(output: str) -> str:
-    """The temporary name of ``output`` while this process writes it (same folder)."""
-    folder, name = os.path.split(output)
-    return os.path.join(folder, f"{TMP_PREFIX}{os.getpid()}-{name}")
-
-
 def prepare_video(job: Job, dst: str, settings: EncodeSettings) -> Outcome:
     """Converts one video unless its output exists; the output appears under its final name
     only once verified. Never raises for a bad source: the outcome says why it failed."""
@@ -226,7 +229,7 @@ def prepare_video(job: Job, dst: str, settings: EncodeSettings) -> Outcome:
     if os.path.exists(output):
         return Outcome(job, "exists")
     os.makedirs(os.path.dirname(output), exist_ok=True)
-    tmp = tmp_path_for(output)
+    tmp = str(temp_path(output))
     try:
         frames, width, height = encode(job.source, tmp, settings)
         verify(tmp, frames, width, height)
@@ -238,28 +241,6 @@ def prepare_video(job: Job, dst: str, settings: EncodeSettings) -> Outcome:
         if os.path.exists(tmp):
             os.remove(tmp)
     return Outcome(job, "converted")
-
-
-def remove_stale_tmp_files(dst: str) -> int:
-    """Removes temporary outputs left in ``dst`` by killed runs (their process is gone); returns
-    how many."""
-    removed = 0
-    for path in Path(dst).rglob(f"{TMP_PREFIX}*"):
-        pid = path.name[len(TMP_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ---------------------------------------------------------------- inputs
@@ -275,18 +256,49 @@ def split_name(name: str) -> str:
 
 
 def safe_name(name: str) -> str:
-    """A class or file name usable in a path and in a "path label" line (no spaces or commas)."""
+    """A class name usable as a folder and in a "path label" line (no spaces or commas)."""
     return re.sub(r"[^\w\-.()]+", "_", name).strip("_") or "_"
 
 
+def encoded(name: str) -> str:
+    """``name`` percent-encoded except ASCII letters, digits and ``_-~()``, dots included: no
+    space, comma or quote (the lists stay "path label"), never hidden or taken for a temp file,
+    and one text per name (``%`` itself is encoded)."""
+    return quote(name, safe="()").replace(".", "%2E")
+
+
+def encoded_file_name(name: str) -> str:
+    """The output file of a source file: ``clip.mp4`` -> ``clip.mp4``, ``clip.webm`` ->
+    ``clip.webm.mp4``, ``x y.mp4`` -> ``x%20y.mp4``: the only literal dots are those of the
+    extensions, so no two source names give one output."""
+    stem, extension = os.path.splitext(name)
+    if extension == ".mp4":
+        return f"{encoded(stem)}.mp4"
+    return f"{encoded(stem)}.{encoded(extension[1:])}.mp4"
+
+
 def output_name(source: str, root: str, split: str) -> str:
-    """The source's path under ``root`` with the extension ``.mp4`` (``<split>/<file name>``
-    for a source outside ``root``), spaces and commas replaced."""
+    """Where the copy of ``source`` goes, relative to the destination: its path under ``root``,
+    each part ``encoded`` and the file name by ``encoded_file_name``; a source outside ``root``
+    goes to ``<split>/%2F/<its absolute path, encoded>``. Distinct sources never share an output,
+    and a source's output depends on nothing else: it stays the same when sources come or go."""
     relative = os.path.relpath(source, root)
-    if relative.startswith(".."):
-        relative = os.path.join(split, os.path.basename(source))
-    parts = [safe_name(part) for part in Path(relative).with_suffix(".mp4").parts]
-    return os.path.join(*parts)
+    prefix: List[str] = []
+    if relative == ".." or relative.startswith(".." + os.sep):  # encoding never makes a literal %2F
+        prefix, relative = [split, OUTSIDE_ROOT], os.path.abspath(source).lstrip(os.sep)
+    *folders, name = Path(relative).parts
+    return os.path.join(*prefix, *map(encoded, folders), encoded_file_name(name))
+
+
+def check_unique_outputs(jobs: Sequence[Job]) -> None:
+    """UserError naming both sources if two would be written to one output (a source listed
+    twice, e.g. in two splits, is fine: it is converted once)."""
+    source_of: Dict[str, str] = {}
+    for job in jobs:
+        first = source_of.setdefault(job.output, job.source)
+        if first != job.source:
+            raise UserError(f"{first} and {job.source} would both be written to {job.output}: give them in "
+                            "separate runs")
 
 
 def jobs_from_source(src: str, *, unlabeled: bool = False,
@@ -435,7 +447,7 @@ def index_videos(root: str) -> Dict[str, str]:
     for folder, _, files in os.walk(root):
         for name in sorted(files):
             stem, extension = os.path.splitext(name)
-            if extension.lower() in VIDEO_EXTENSIONS and not name.startswith(TMP_PREFIX):
+            if extension.lower() in VIDEO_EXTENSIONS and not is_engine_temp(name):
                 found.setdefault(stem, os.path.join(folder, name))
     return found
 
@@ -465,13 +477,19 @@ def jobs_from_kinetics(csv_files: Sequence[str], video_root: str) -> Tuple[List[
 
 
 def run_jobs(jobs: Sequence[Job], dst: str, settings: EncodeSettings, *, workers: int, progress: bool) -> List[Outcome]:
-    """Prepares ``jobs`` in ``workers`` processes (1: in this one), with a progress bar and ETA."""
-    with tqdm(total=len(jobs), unit="video", disable=not progress, smoothing=0.1) as bar:
+    """Prepares ``jobs`` in ``workers`` processes (1: in this one; they end if this one is killed),
+    with a progress bar and ETA; jobs sharing an output (one source in two lists) convert it once."""
+    distinct = list({job.output: job for job in jobs}.values())
+    with tqdm(total=len(distinct), unit="video", disable=not progress, smoothing=0.1) as bar:
         if workers <= 1:
-            return [_progress(prepare_video(job, dst, settings), bar) for job in jobs]
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results = pool.map(prepare_video, jobs, [dst] * len(jobs), [settings] * len(jobs), chunksize=1)
-            return [_progress(outcome, bar) for outcome in results]
+            done = [_progress(prepare_video(job, dst, settings), bar) for job in distinct]
+        else:
+            with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+                results = pool.map(prepare_video, distinct, [dst] * len(distinct), [settings] * len(distinct),
+                                   chunksize=1)
+                done = [_progress(outcome, bar) for outcome in results]
+    by_output = {outcome.job.output: outcome for outcome in done}
+    return [replace(by_output[job.output], job=job) for job in jobs]
 
 
 def _progress(outcome: Outcome, bar: tqdm) -> Outcome:
@@ -479,6 +497,26 @@ def _progress(outcome: Outcome, bar: tqdm) -> Outcome:
     if outcome.status == "failed":
         logger.warning("%s: %s", outcome.job.source, outcome.reason)
     return outcome
+
+
+def prepare_manifest(src: str, kinetics_csvs: Sequence[str], settings: Dict[str, Any], jobs: Sequence[Job],
+                     class_ids: Optional[Dict[str, int]]) -> Manifest:
+    """What makes a prepared folder: the settings (encoding, held-out shares) and the source
+    (compared on a rerun), and every output with the source it is converted from (an output is
+    reused only from that source), the lists and the report."""
+    lists = [f"{split}.csv" for split in SPLITS if any(job.split == split for job in jobs)]
+    summary_files = [*lists, *([CLASS_IDS_FILE] if class_ids else []), REPORT_FILE]
+    return Manifest(tool="prepare_videos",
+                    settings={**settings, "src": os.path.abspath(src),
+                              "kinetics_csvs": [os.path.abspath(path) for path in kinetics_csvs]},
+                    outputs={**{job.output: os.path.abspath(job.source) for job in jobs},
+                             **{name: "" for name in summary_files}})
+
+
+def prepare_summary(prepared: PreparedDataset) -> Dict[str, Any]:
+    """Counts of each status and the failed or missing sources with their reasons."""
+    counts = {status: prepared.count(status) for status in ("converted", "exists", "failed", "missing")}
+    return {**counts, "failed_sources": {o.job.source: o.reason for o in prepared.outcomes if not o.usable}}
 
 
 def write_lists(dst: str, outcomes: Sequence[Outcome]) -> List[str]:
@@ -526,12 +564,14 @@ def prepare_videos(
     test_share: float = 0.0,
     split_seed: int = 0,
     unlabeled: bool = False,
+    overwrite: bool = False,
 ) -> PreparedDataset:
     """Prepares the dataset ``src`` (lists / folders / a plain folder of videos, or with
     ``kinetics_csvs`` the video folder of official Kinetics CSVs) into ``dst``, holding out
     ``val_share`` and ``test_share`` of train where the source has no such split (``split_off``,
     seeded by ``split_seed``); ``unlabeled``: class folders of a plain folder are not taken for
-    classes. See the module doc. Returns the outcomes."""
+    classes. See the module doc. ``overwrite``: start over, deleting the files an earlier run with
+    other settings wrote (those its manifest names). Returns the outcomes."""
     if short_side < 2 or gop < 1 or (fps is not None and fps <= 0):
         raise ValueError(f"short_side >= 2, gop >= 1 and fps > 0 expected; got {short_side}, {gop}, {fps}")
     check_shares(val_share, test_share)
@@ -541,18 +581,21 @@ def prepare_videos(
     else:
         (jobs, class_ids), unusable = jobs_from_source(src, unlabeled=unlabeled, exclude=[dst]), []
     jobs = split_off(jobs, val_share=val_share, test_share=test_share, seed=split_seed)
-    os.makedirs(dst, exist_ok=True)
-    stale = remove_stale_tmp_files(dst)
-    if stale:
-        logger.info("removed %d temporary files of interrupted runs", stale)
-    started = time.monotonic()
-    outcomes = run_jobs(jobs, dst, settings, workers=workers, progress=progress) + unusable
-    write_lists(dst, outcomes)
-    if class_ids:
-        write_class_ids(os.path.join(dst, CLASS_IDS_FILE), class_ids)
-    report = os.path.join(dst, REPORT_FILE)
-    write_report(report, outcomes)
-    prepared = PreparedDataset(dst, report, outcomes)
+    check_unique_outputs(jobs + [outcome.job for outcome in unusable])
+    with OutputFolder(dst) as out:
+        splits = {"val_share": val_share, "test_share": test_share, "split_seed": split_seed, "unlabeled": unlabeled}
+        out.start(prepare_manifest(src, kinetics_csvs, {**asdict(settings), **splits}, jobs + [o.job for o in unusable],
+                                   class_ids), overwrite=overwrite)
+        started = time.monotonic()
+        outcomes = run_jobs(jobs, dst, settings, workers=workers, progress=progress) + unusable
+        written = write_lists(dst, outcomes)
+        if class_ids:
+            write_class_ids(os.path.join(dst, CLASS_IDS_FILE), class_ids)
+            written.append(os.path.join(dst, CLASS_IDS_FILE))
+        report = os.path.join(dst, REPORT_FILE)
+        write_report(report, outcomes)
+        prepared = PreparedDataset(dst, report, outcomes)
+        out.commit([os.path.relpath(path, dst) for path in [*written, report]], prepare_summary(prepared))
     logger.info("%d converted, %d done before, %d failed, %d missing in %.1f s; report: %s", prepared.count("converted"),
                 prepared.count("exists"), prepared.count("failed"), prepared.count("missing"), time.monotonic() - started, report)
     return prepared
