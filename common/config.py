@@ -49,7 +49,9 @@ def get_cfg() -> CfgNode:
 
     cfg.MODEL = CfgNode()
     cfg.MODEL.NAME = "videoconvmae_base_patch16"
-    cfg.MODEL.NUM_CLASSES = 400  # classifier outputs (PySlowFast's key; DATA.NUM_CLASSES is its old alias)
+    # Classifier outputs (PySlowFast's key; DATA.NUM_CLASSES is its old alias). 0: the count the data
+    # names (class folders, classids.json, SSV2's labels json), written resolved to the run's config.yaml.
+    cfg.MODEL.NUM_CLASSES = 0
     cfg.MODEL.DROP_PATH_RATE = 0.0
     cfg.MODEL.GLOBAL_POOL = True
     cfg.MODEL.USE_CHECKPOINT = False
@@ -220,7 +222,12 @@ def config_from_yaml(text: str, source: str) -> CfgNode:
     """A frozen config from resolved YAML ``text`` (a run's ``config.yaml`` or a checkpoint's
     ``cfg``): defaults, then every key of ``text``, checked like a config file (old keys mapped)."""
     cfg = get_cfg()
-    loaded = yaml.safe_load(text) or {}
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"{source}: not valid YAML: {getattr(err, 'problem', None) or err}{where}") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"{source}: expected a mapping of config keys, got {type(loaded).__name__}")
     merge_checked(cfg, dict(flatten_config(loaded)), source=source)

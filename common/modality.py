@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "convmae.modalities"
 INDEX_KEY = "index"  # every sample's position in its dataset, whatever the modality
 LABEL_KEY = "label"
+SYNTHETIC_CLASSES = 4  # classes of the synthetic demo data when MODEL.NUM_CLASSES leaves the count to the data
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Modality:
         the centre view at ``DATA.TEST_CROP_SIZE``.
     file_suffixes: lower-case suffixes of the files ``load_input`` reads.
     make_synthetic_data: (folder, config) -> writes the demo dataset ``DATA.DATASET`` of the
-        config into ``folder`` (``MODEL.NUM_CLASSES`` classes), ready for every job.
+        config into ``folder`` (``synthetic_classes(config)`` classes), ready for every job.
     datasets: the ``DATA.DATASET`` names the modality registers.
     file_dataset: (config, paths) -> a test-mode dataset over those files (predictions and
         features, ``common.engine.inference``): items as the test job's (the input with all
@@ -76,6 +77,12 @@ class Modality:
     def reads(self, path: Path) -> bool:
         """True for a file whose suffix this modality reads."""
         return Path(path).suffix.lower() in self.file_suffixes
+
+
+def synthetic_classes(cfg: CfgNode) -> int:
+    """The class count of the synthetic data for ``cfg``: ``MODEL.NUM_CLASSES``, or ``SYNTHETIC_CLASSES``
+    when it is 0 (the count from the data: the data made here then names 4 classes)."""
+    return cfg.MODEL.NUM_CLASSES or SYNTHETIC_CLASSES
 
 
 _MODALITIES: Dict[str, Modality] = {}

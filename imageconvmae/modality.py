@@ -11,7 +11,7 @@ import torch
 from fvcore.common.config import CfgNode
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from common.modality import Modality
+from common.modality import Modality, synthetic_classes
 from imageconvmae import data as _data  # noqa: F401  (registers the dataset)
 from imageconvmae.data.dataset import ImageFilesDataset, load_rgb
 from imageconvmae.data.synthetic import make_synthetic_image_folder
@@ -46,7 +46,7 @@ def image_files_dataset(cfg: CfgNode, paths: Sequence[str]) -> ImageFilesDataset
 
 def make_synthetic_images(folder: Path, cfg: CfgNode) -> None:
     """The stripes ImageFolder dataset (train/, val/) in ``folder``."""
-    make_synthetic_image_folder(str(folder), num_classes=cfg.MODEL.NUM_CLASSES, **SYNTHETIC_RECIPE)
+    make_synthetic_image_folder(str(folder), num_classes=synthetic_classes(cfg), **SYNTHETIC_RECIPE)
 
 
 IMAGE = Modality(

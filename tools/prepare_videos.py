@@ -3,10 +3,14 @@ frames, no audio, upright), in parallel and resumable, and writes train/val/test
 at the copies plus prepare_report.csv (every video's status; broken sources are listed, not fatal).
 
 Usage: python tools/prepare_videos.py SRC_LIST_OR_DIR DST_DIR [--short-side 320] [--fps N] [--gop G] [--workers W]
+                                      [--val-share F] [--test-share F] [--split-seed S] [--unlabeled]
        python tools/prepare_videos.py VIDEO_DIR DST_DIR --kinetics-csv train.csv validate.csv [...]
 
 SRC_LIST_OR_DIR: a "path label" list (named train/val/test.csv) or a folder with such lists or
-with train/ val/ test/ class folders. With --kinetics-csv, SRC is the folder holding the videos of
+with train/ val/ test/ class folders, or a plain folder of videos (any depth; first-level class
+folders give the labels and classids.json, otherwise the lists are path-only, for pretraining).
+--val-share / --test-share hold out seeded shares of each class of train where the source has no
+such split (finetuning needs a val split). With --kinetics-csv, SRC is the folder holding the videos of
 the official Kinetics annotation CSVs ({youtube_id}_{start:06d}_{end:06d}.mp4, in class folders or
 flat); DST then also gets classids.json (class name -> id, sorted names).
 
@@ -42,6 +46,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1), help="parallel processes")
     parser.add_argument("--kinetics-csv", nargs="+", default=[], help="official Kinetics annotation CSVs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--val-share", type=float, default=0.0, help="share of each class of train held out for val")
+    parser.add_argument("--test-share", type=float, default=0.0, help="share of each class of train held out for test")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the held-out shares")
+    parser.add_argument("--unlabeled", action="store_true",
+                        help="a plain folder's sub-folders are not classes: path-only lists, for pretraining")
     parser.add_argument(OVERWRITE_FLAG, action="store_true",
                         help="start over: delete what an earlier run with other settings wrote in DST (only the files "
                              "its manifest names) instead of refusing; without it a rerun with the same settings "
@@ -56,6 +65,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         prepared = prepare_videos(
             args.src, args.dst, short_side=args.short_side, fps=args.fps, gop=args.gop, crf=args.crf,
             preset=args.preset, workers=args.workers, kinetics_csvs=args.kinetics_csv, progress=not args.no_progress,
+            val_share=args.val_share, test_share=args.test_share, split_seed=args.split_seed, unlabeled=args.unlabeled,
             overwrite=args.overwrite,
         )
     except UserError as err:

@@ -10,7 +10,7 @@ from typing import Any, Dict, Sequence
 import torch
 from fvcore.common.config import CfgNode
 
-from common.modality import Modality
+from common.modality import Modality, synthetic_classes
 from videoconvmae import data as _data  # noqa: F401  (registers the datasets)
 from videoconvmae.data.annotations import VIDEO_EXTENSIONS, LabeledVideo
 from videoconvmae.data.build import build_video_dataset
@@ -64,7 +64,7 @@ def video_sliding_windows(path: str, cfg: CfgNode, *, window_frames: int, window
 
 def make_synthetic_videos(folder: Path, cfg: CfgNode) -> None:
     """The motion dataset in the layout of ``DATA.DATASET`` (kinetics or ssv2) in ``folder``."""
-    write_motion_dataset(Path(folder), cfg.DATA.DATASET.lower(), num_classes=cfg.MODEL.NUM_CLASSES, progress=True,
+    write_motion_dataset(Path(folder), cfg.DATA.DATASET.lower(), num_classes=synthetic_classes(cfg), progress=True,
                          **SYNTHETIC_RECIPE)
 
 

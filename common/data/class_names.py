@@ -6,12 +6,16 @@
 from __future__ import annotations
 
 import json
-from typing import Dict, Iterable, List
+import os
+from typing import Dict, Iterable, List, Optional
 
+from common.errors import UserError
 from common.files import atomic_write_text
 
+CLASS_IDS_FILE = "classids.json"  # PySlowFast's name, in the data folder
 
-class ClassNamesError(ValueError):
+
+class ClassNamesError(UserError, ValueError):
     """A class-id file that cannot be used; the message names the file and the problem."""
 
 
@@ -58,6 +62,14 @@ def read_class_ids(path: str) -> Dict[str, int]:
     class_ids = {name: int(i) if isinstance(i, str) and i.isdigit() else i for name, i in class_ids.items()}
     check_class_ids(class_ids, path)
     return class_ids
+
+
+def class_ids_file(names_file: str, data_dir: str) -> Optional[str]:
+    """``names_file`` (``DATA.CLASS_NAMES_FILE``) when given, else ``data_dir/classids.json`` if it exists."""
+    if names_file:
+        return names_file
+    default = os.path.join(data_dir, CLASS_IDS_FILE)
+    return default if data_dir and os.path.isfile(default) else None
 
 
 def class_names_by_id(class_ids: Dict[str, int]) -> List[str]:

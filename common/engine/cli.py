@@ -7,12 +7,12 @@ from typing import List, Optional, Sequence
 
 from fvcore.common.config import CfgNode
 
-from common.config import load_config
 from common.engine.config_checks import validate_config, world_size_from_env
 from common.engine.demo import PRETRAIN_CONFIG, ensure_synthetic_dataset
 from common.engine.distributed import shutdown_distributed
 from common.engine.jobs import run_job
 from common.engine.preemption import INTERRUPTED_EXIT_CODE
+from common.engine.run_config import job_config
 from common.errors import RunStopped, UserError
 from common.process_settings import configure_process
 
@@ -26,7 +26,8 @@ JOB_HELP = {
                 "pretraining stage on the synthetic motion dataset (generated if missing).",
     "finetune": "End-to-end finetuning of a classifier from pretrained weights.",
     "linprobe": "Linear probe: BatchNorm (no affine) + Linear head on the frozen encoder.",
-    "test": "Multi-view test of a classifier checkpoint (predictions.csv, test_results.json).",
+    "test": "Multi-view test of a classifier checkpoint (predictions.csv, test_results.json). On a training run "
+            "folder (OUTPUT_DIR RUN) the run's config.yaml gives the model, classes and data; --cfg is optional.",
 }
 EXAMPLE_CONFIG = {"pretrain": "video_pretrain", "finetune": "video_finetune", "linprobe": "video_linprobe",
                   "test": "video_finetune"}
@@ -53,7 +54,7 @@ def config_from_args(job: str, argv: Sequence[str]) -> CfgNode:
     argv = list(argv)
     demo = job == "pretrain" and not argv
     args = build_parser(job).parse_args(["--cfg", str(DEMO_CONFIG), "--make-synthetic-data"] if demo else argv)
-    cfg = load_config(args.cfg_file, args.opts)
+    cfg = job_config(job, args.cfg_file, args.opts)  # a test of a run folder starts from its config.yaml
     if args.make_synthetic_data:
         validate_config(cfg, job=job, world_size=world_size_from_env())  # before generating data
         ensure_synthetic_dataset(cfg)

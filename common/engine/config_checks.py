@@ -306,7 +306,9 @@ def check_data(cfg: CfgNode, job: str, world_size: int) -> List[str]:
     """Dataset name, class count, sampling and decoding, normalisation statistics, the test views."""
     data = cfg.DATA
     problems = _dataset_name(cfg)
-    problems += _at_least("MODEL.NUM_CLASSES", cfg.MODEL.NUM_CLASSES, 1)
+    if not cfg.MODEL.NUM_CLASSES >= 0:
+        problems.append(_describe("MODEL.NUM_CLASSES", cfg.MODEL.NUM_CLASSES,
+                                  "a number of classes, or 0 to take it from the data"))
     problems += _at_least("DATA.SAMPLING_RATE", data.SAMPLING_RATE, 1)
     problems += _at_least("DATA.DECODE_THREADS", data.DECODE_THREADS, 0)  # 0: the decoder's choice
     problems += _at_least("DATA.DECODE_TIMEOUT", data.DECODE_TIMEOUT, 0.0)  # 0: no bound

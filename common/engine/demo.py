@@ -26,6 +26,7 @@ from fvcore.common.config import CfgNode
 
 from common.config import load_config
 from common.data import batch_inputs, build_dataset
+from common.data.class_count import resolve_num_classes
 from common.engine.builders import make_loader
 from common.engine.checkpointing import LAST_CHECKPOINT
 from common.engine.config_checks import validate_config, world_size_from_env
@@ -213,7 +214,7 @@ def summarize(plan: DemoPlan, pretrain_cfg: CfgNode, tests: Dict[str, Dict[str, 
         "pretrained_top1": tests["pretrained"]["top1"],
         "scratch_top1": tests["scratch"]["top1"],
         "margin": tests["pretrained"]["top1"] - tests["scratch"]["top1"],
-        "chance_top1": 100.0 / pretrain_cfg.MODEL.NUM_CLASSES,
+        "chance_top1": 100.0 / resolve_num_classes(finetune_cfg, "finetune")[0].MODEL.NUM_CLASSES,
         "num_test_videos": tests["pretrained"]["num_videos"],
         "views_per_video": finetune_cfg.TEST.NUM_ENSEMBLE_VIEWS * finetune_cfg.TEST.NUM_SPATIAL_CROPS,
         "pretrain_epochs": pretrain_cfg.SOLVER.MAX_EPOCH,

@@ -27,7 +27,8 @@ from common.checkpoint import (PRETRAIN_ONLY_PREFIXES, CheckpointError, check_fi
                                classifier_state_from_pretraining, model_state_dict, safe_load)
 from common.config import RESOLVED_CONFIG_NAME, config_from_yaml, get_cfg, merge_checked, parse_overrides
 from common.data import batch_inputs
-from common.data.class_names import ClassNamesError, read_class_names
+from common.data.class_names import ClassNamesError, class_ids_file, read_class_names
+from common.data.lists import read_list
 from common.engine.builders import attach_probe_head, build_eval_loader, build_model, has_probe_head
 from common.engine.checkpointing import find_resume_checkpoint
 from common.engine.distributed import DistInfo, all_gather_objects, run_on_main
@@ -43,7 +44,6 @@ from common.modality import INDEX_KEY, Modality, modality_of_config
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
-CLASS_IDS_FILE = "classids.json"  # PySlowFast's {"class name": id} in DATA.PATH_TO_DATA_DIR
 Overrides = Union[Mapping[str, Any], Sequence[str]]
 
 
@@ -222,10 +222,7 @@ def preprocessing_of(cfg: CfgNode, modality: Modality) -> Preprocessing:
 
 def class_names_file(cfg: CfgNode) -> Optional[str]:
     """``DATA.CLASS_NAMES_FILE``, else ``DATA.PATH_TO_DATA_DIR/classids.json`` if it exists."""
-    if cfg.DATA.CLASS_NAMES_FILE:
-        return cfg.DATA.CLASS_NAMES_FILE
-    default = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, CLASS_IDS_FILE)
-    return default if cfg.DATA.PATH_TO_DATA_DIR and os.path.isfile(default) else None
+    return class_ids_file(cfg.DATA.CLASS_NAMES_FILE, cfg.DATA.PATH_TO_DATA_DIR)
 
 
 def class_names_of_config(cfg: CfgNode) -> Optional[List[str]]:
@@ -410,15 +407,6 @@ def collect_inputs(inputs: Sequence[PathLike], modality: Modality) -> List[Tuple
 
 
 def read_input_list(list_file: PathLike) -> List[str]:
-    """The paths of a list file: the first field of every line ("path", "path label" or
-    "path,label"); relative paths are relative to the list's folder."""
-    folder = Path(list_file).resolve().parent
-    paths = []
-    for line in Path(list_file).read_text().splitlines():
-        line = line.strip()
-        if line:
-            first = line.split(",")[0].split()[0]
-            paths.append(str(first if os.path.isabs(first) else folder / first))
-    if not paths:
-        raise DataNotFoundError(f"{list_file} lists no files")
-    return paths
+    """The paths of a list file (``common.data.lists.read_list``: "path", "path label" or
+    "path,label" lines, csv quoting); relative paths are relative to the list's folder."""
+    return [entry.path for entry in read_list(list_file, require_labels=False)]

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from common.checkpoint import model_state_dict, safe_load
 from common.config import RESOLVED_CONFIG_NAME, save_config
 from common.data import batch_inputs, build_dataset, build_mixup
+from common.data.class_count import resolve_num_classes
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
                                     clips_per_step, train_sampler, with_classifier_weights)
 from common.engine.config_checks import check_dataset_sizes, validate_config
@@ -73,9 +74,11 @@ def run_job(job: str, cfg: CfgNode) -> Dict[str, Any]:
         raise ValueError(f"job must be one of {JOBS}, got {job!r}")
     dist = init_distributed(cfg.DIST.BACKEND)
     validate_config(cfg, job=job, world_size=dist.world_size)
+    cfg, class_count = resolve_num_classes(cfg, job)  # MODEL.NUM_CLASSES 0: the count the data names
     datasets = build_job_datasets(cfg, job)  # a missing dataset stops here, before OUTPUT_DIR is touched
     check_dataset_sizes(cfg, job, datasets, dist.world_size)
     setup_logging(cfg.OUTPUT_DIR, is_main=dist.is_main)
+    log_data(datasets, class_count)
     with claim_output_dir(cfg, training=job != "test", is_main=dist.is_main):
         barrier()  # the other ranks look for a checkpoint only after the main rank's decision
         seed_everything(cfg.RNG_SEED + dist.rank)
@@ -106,6 +109,14 @@ def build_job_datasets(cfg: CfgNode, job: str) -> Dict[str, Dataset]:
         spec = TRAINING_JOBS[job]
         modes = [spec.train_mode] + (["val"] if spec.evaluates else [])
     return {mode: build_dataset(cfg, mode) for mode in modes}
+
+
+def log_data(datasets: Dict[str, Dataset], class_count: str) -> None:
+    """Say what each dataset found (and skipped, and why) and where the class count comes from."""
+    for mode, dataset in datasets.items():
+        logger.info("%s data: %s", mode, getattr(dataset, "source_summary", f"{len(dataset)} items"))
+    if class_count:
+        logger.info("%s", class_count)
 
 
 def save_resolved_config(cfg: CfgNode, dist: DistInfo, name: str) -> None:

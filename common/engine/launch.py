@@ -14,13 +14,13 @@ from typing import Any, Dict, List, Optional
 
 import submitit
 
-from common.config import load_config
 from common.engine.jobs import JOBS, run_job
+from common.engine.run_config import job_config
 
 
 @dataclass
 class JobRunner:
-    """The picklable callable submitit runs on every task: ``run_job(job, load_config(...))``."""
+    """The picklable callable submitit runs on every task: ``run_job(job, job_config(...))``."""
 
     job: str
     cfg_file: Optional[str]
@@ -28,7 +28,7 @@ class JobRunner:
 
     def __call__(self) -> Dict[str, Any]:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        return run_job(self.job, load_config(self.cfg_file, self.overrides))
+        return run_job(self.job, job_config(self.job, self.cfg_file, self.overrides))
 
     def checkpoint(self) -> submitit.helpers.DelayedSubmission:
         """Called by submitit on preemption/timeout: requeue the same job; it auto-resumes."""

@@ -1,12 +1,17 @@
 """Config -> image datasets: registers "imagenet" in the common dataset registry.
 This is the only module of the image data package that reads the config."""
 import os
+from typing import List, Optional, Tuple
 
 from fvcore.common.config import CfgNode
 from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from common.data.class_count import DataClasses, check_labels
+from common.data.lists import ListEntry
 from common.data.registry import register_dataset
-from common.errors import DataNotFoundError
+from common.data.sources import (class_folder_files, class_folder_names, missing_split, pretraining_files,
+                                 with_summary)
 
 from .dataset import ImageFolderDataset
 from .transforms import ImageTransform, build_eval_image_transform, build_finetune_image_transform, build_pretrain_image_transform
@@ -36,17 +41,42 @@ def build_image_transform(cfg: CfgNode, mode: str) -> ImageTransform:
     return build_eval_image_transform(crop_size=data.TEST_CROP_SIZE, crop_pct=data.IMAGE_TEST_CROP_PCT, mean=data.MEAN, std=data.STD)
 
 
-@register_dataset("imagenet")
-def build_imagenet(cfg: CfgNode, mode: str) -> Dataset:
-    """ImageNet (or any ImageFolder tree) under ``DATA.PATH_TO_DATA_DIR/{train,val}``."""
-    root = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, SPLIT_OF_MODE[mode])
+IMAGE_SUFFIXES = tuple(IMG_EXTENSIONS)
+MAKE_SPLIT = "move a share of the images of each train/<class>/ folder into val/<class>/ (same class folder names)"
+
+
+def imagenet_classes(cfg: CfgNode) -> Optional[DataClasses]:
+    """The class folders of ``train/``."""
+    train = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "train")
+    return DataClasses(len(class_folder_names(train)), f"the class folders of {train}") if os.path.isdir(train) else None
+
+
+def image_files(cfg: CfgNode, mode: str) -> Tuple[List[ListEntry], str]:
+    """The images of ``mode`` and a one-line summary: any source for pretraining (a plain folder, a
+    list, ``train/``), the class folders of the split otherwise (numbered as those of ``train/``)."""
+    data = cfg.DATA
+    if mode == "pretrain":
+        return pretraining_files(data.PATH_TO_DATA_DIR, suffixes=IMAGE_SUFFIXES, kind="image", prefix=data.PATH_PREFIX,
+                                 separator=data.PATH_LABEL_SEPARATOR)
+    root, train = os.path.join(data.PATH_TO_DATA_DIR, SPLIT_OF_MODE[mode]), os.path.join(data.PATH_TO_DATA_DIR, "train")
     if not os.path.isdir(root):
-        raise DataNotFoundError(f"no {SPLIT_OF_MODE[mode]} split in DATA.PATH_TO_DATA_DIR: the folder {root} "
-                                "does not exist (expected one sub-folder of images per class)")
+        raise missing_split(data.PATH_TO_DATA_DIR, SPLIT_OF_MODE[mode], MAKE_SPLIT, lists=False)
+    classes = class_folder_names(train) if os.path.isdir(train) else None
+    return class_folder_files(root, suffixes=IMAGE_SUFFIXES, kind="image", classes=classes)
+
+
+@register_dataset("imagenet", classes=imagenet_classes)
+def build_imagenet(cfg: CfgNode, mode: str) -> Dataset:
+    """ImageNet (or any ImageFolder tree) under ``DATA.PATH_TO_DATA_DIR/{train,val}``; for
+    pretraining also a plain folder of images or a list of image paths."""
+    entries, summary = image_files(cfg, mode)
+    if mode != "pretrain":
+        check_labels(((e.label, e.where) for e in entries), cfg)
     training = mode in ("pretrain", "finetune")
-    return ImageFolderDataset(
-        root=root,
+    dataset = ImageFolderDataset(
+        samples=[(e.path, e.label) for e in entries],
         transform=build_image_transform(cfg, mode),
         num_views=cfg.DATA.REPEATED_SAMPLING if training else 1,
         max_retries=cfg.DATA.MAX_BAD_FILE_RETRIES,
     )
+    return with_summary(dataset, summary)

@@ -5,7 +5,6 @@ import torch
 
 from PIL import Image
 from torch.utils.data import Dataset, default_collate
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from common.data.collate import collate_clips
 from common.data.failures import BadFileLog, SampleError, load_with_substitutes
@@ -25,7 +24,9 @@ def load_rgb(path: str) -> Image.Image:
 
 
 class ImageFolderDataset(Dataset):
-    """``root/<class>/<image>`` (torchvision's ImageFolder layout and class order).
+    """Training and validation images: ``samples`` of (path, label), e.g. the files of
+    ``root/<class>/`` (torchvision's ImageFolder layout and class order) or of a plain folder
+    (label ``NO_LABEL``, pretraining).
 
     Items are lists of ``num_views`` samples of one image: ``image`` float (C, H, W) from
     ``transform``, ``label``, ``index``, ``clip_index`` (0), ``aug_index``, ``path``,
@@ -34,9 +35,9 @@ class ImageFolderDataset(Dataset):
 
     collate_fn = staticmethod(collate_clips)
 
-    def __init__(self, *, root: str, transform: ImageTransform, num_views: int = 1, max_retries: int = 10) -> None:
-        self.classes, class_to_idx = find_classes(root)
-        self.samples = make_dataset(root, class_to_idx, extensions=IMG_EXTENSIONS)
+    def __init__(self, *, samples: Sequence[Tuple[str, int]], transform: ImageTransform, num_views: int = 1,
+                 max_retries: int = 10) -> None:
+        self.samples = [(str(path), int(label)) for path, label in samples]
         self.transform, self.num_views, self.max_retries = transform, num_views, max_retries
         self.bad_files = BadFileLog()
 

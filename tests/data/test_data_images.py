@@ -31,7 +31,8 @@ def test_imagenet_modes(make_cfg, image_root, mode, count):
     batch = dataset.collate_fn([dataset[0], dataset[count - 1]])
     views = 2 if mode in ("pretrain", "finetune") else 1
     assert batch_inputs(batch).shape == (2 * views, 3, 32, 32) and batch["image"].dtype == torch.float32
-    assert batch["label"].tolist() == [0] * views + [2] * views and batch["decode_failures"].sum() == 0
+    labels = [-1, -1] if mode == "pretrain" else [0, 2]  # pretraining reads every image, without labels
+    assert batch["label"].tolist() == [labels[0]] * views + [labels[1]] * views and batch["decode_failures"].sum() == 0
 
 
 def test_image_transforms_sizes_and_eval_is_deterministic():
@@ -50,7 +51,8 @@ def test_bad_images_are_replaced_logged_and_counted(tmp_path, caplog, monkeypatc
     good = next((tmp_path / "train" / "class_0").iterdir())
     (good.parent / "truncated.jpg").write_bytes(good.read_bytes()[:200])
     (good.parent / "text.jpg").write_text("not an image")
-    dataset = ImageFolderDataset(root=str(tmp_path / "train"), transform=build_eval_image_transform(crop_size=16, mean=MEAN, std=STD))
+    samples = [(str(p), 0) for p in sorted((tmp_path / "train" / "class_0").iterdir())]
+    dataset = ImageFolderDataset(samples=samples, transform=build_eval_image_transform(crop_size=16, mean=MEAN, std=STD))
     good_index = [p for p, _ in dataset.samples].index(str(good))
     monkeypatch.setattr("random.randrange", lambda n: good_index)
     with caplog.at_level(logging.WARNING):

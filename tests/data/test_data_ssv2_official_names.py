@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from common.config import load_config
 from videoconvmae.data.annotations import LabeledVideo
 from videoconvmae.data.build import ssv2_videos
 
@@ -23,13 +24,15 @@ def _write_ssv2(root, train_name, validation_name):
 def test_both_spellings_of_the_split_files_are_read(tmp_path, names):
     _write_ssv2(tmp_path, *names)
     root = str(tmp_path)
-    assert ssv2_videos(root, "train", prefix="", separator="") == [LabeledVideo(os.path.join(root, "11.webm"), 1)]
-    for split in ("val", "test"):
-        assert ssv2_videos(root, split, prefix="/videos", separator="") == [LabeledVideo("/videos/22.webm", 0)]
+    cfg = load_config(None, ["DATA.DATASET", "ssv2", "DATA.PATH_TO_DATA_DIR", root])
+    assert ssv2_videos(cfg, "finetune")[0] == [LabeledVideo(os.path.join(root, "11.webm"), 1)]
+    cfg = load_config(None, ["DATA.DATASET", "ssv2", "DATA.PATH_TO_DATA_DIR", root, "DATA.PATH_PREFIX", "/videos"])
+    for mode in ("val", "test"):
+        assert ssv2_videos(cfg, mode)[0] == [LabeledVideo("/videos/22.webm", 0)]
 
 
 def test_a_missing_split_names_every_file_name_looked_for(tmp_path):
     (tmp_path / "something-something-v2-labels.json").write_text("{}")
     message = f"no SSV2 train split in {tmp_path}: looked for something-something-v2-train.json, train.json"
     with pytest.raises(FileNotFoundError, match=re.escape(message)):
-        ssv2_videos(str(tmp_path), "train", prefix="", separator="")
+        ssv2_videos(load_config(None, ["DATA.PATH_TO_DATA_DIR", str(tmp_path)]), "finetune")

@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from common.data import batch_inputs, build_dataset
-from videoconvmae.data import AnnotationError, MultiViewVideoDataset, VideoClipDataset
+from common.errors import UserError
+from videoconvmae.data import MultiViewVideoDataset, VideoClipDataset
 from videoconvmae.data.annotations import LabeledVideo
 from videoconvmae.data.decoders import build_decoder
 from videoconvmae.data.frame_sampling import build_clip_chooser
@@ -86,11 +87,12 @@ def test_folder_per_class_layout_when_there_is_no_list(make_cfg, video_data, tmp
 
 def test_malformed_list_and_bad_labels_fail_at_start_up(make_cfg, tmp_path):
     (tmp_path / "train.csv").write_text("a.mp4 0\nb.mp4\n")
-    with pytest.raises(AnnotationError, match=r"train\.csv, line 2"):
-        build_dataset(make_cfg(PATH_TO_DATA_DIR=str(tmp_path)), "pretrain")
+    with pytest.raises(UserError, match=r"train\.csv, line 2: no label"):
+        build_dataset(make_cfg(PATH_TO_DATA_DIR=str(tmp_path)), "finetune")
+    assert len(build_dataset(make_cfg(PATH_TO_DATA_DIR=str(tmp_path)), "pretrain")) == 2  # labels not needed
     (tmp_path / "train.csv").write_text("a.mp4 0\nb.mp4 4\n")
-    with pytest.raises(AnnotationError, match="NUM_CLASSES=4"):
-        build_dataset(make_cfg(PATH_TO_DATA_DIR=str(tmp_path)), "pretrain")
+    with pytest.raises(UserError, match=r"train\.csv, line 2: label 4 needs at least 5 classes, MODEL.NUM_CLASSES is 4"):
+        build_dataset(make_cfg(PATH_TO_DATA_DIR=str(tmp_path)), "finetune")
 
 
 def _clip_dataset(videos, **kwargs):

@@ -59,8 +59,9 @@ def register_toy_dataset() -> None:
 
 def toy_overrides(output_dir: Path, *extra: str) -> List[str]:
     """Overrides that run a demo recipe with a tiny model on the in-memory toy dataset (4x32x32
-    clips / 32x32 images), 2 epochs, loading in the main process."""
+    clips / 32x32 images, 4 classes), 2 epochs, loading in the main process."""
     return ["DATA.DATASET", TOY_NAME, "OUTPUT_DIR", str(output_dir), "SOLVER.MAX_EPOCH", "2", *TINY_MODEL,
+            "MODEL.NUM_CLASSES", "4",  # the toy data names no classes
             "DATA.NUM_FRAMES", "4", "DATA.TRAIN_CROP_SIZE", "32", "DATA.TEST_CROP_SIZE", "32",
             "DATA_LOADER.NUM_WORKERS", "0", "LOG.TENSORBOARD", "False", *extra]
 

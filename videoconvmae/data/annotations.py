@@ -1,23 +1,27 @@
-"""Video annotations -> ``LabeledVideo`` lists: "path label" list files, folder-per-class
-trees, and Something-Something-v2 json files."""
+"""Video annotations -> ``LabeledVideo`` lists: "path label" list files (``common.data.lists``),
+folder-per-class trees, plain folders, and Something-Something-v2 json files."""
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import List, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from common.errors import UserError
+from common.data.class_names import ClassNamesError, read_class_ids
+from common.data.lists import NO_LABEL, read_list
+from common.data.sources import class_folder_files
+from common.errors import DataNotFoundError, UserError
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
-UTF8_MAYBE_BOM = "utf-8-sig"  # UTF-8, dropping a byte order mark at the start if there is one
+# Every container the decoders read (decord, and PyAV for the rest: .ts/.mts/.m2ts/.ogv), lower case.
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".divx", ".mpg", ".mpeg", ".vob",
+                    ".flv", ".f4v", ".wmv", ".asf", ".3gp", ".3g2", ".ts", ".mts", ".m2ts", ".ogv", ".mxf")
 
 
 @dataclass(frozen=True)
 class LabeledVideo:
-    """One video file and its class index; ``source`` says where it is listed ("FILE, line N")."""
+    """One video file and its class index (``NO_LABEL`` when unlabeled); ``source`` says where it is
+    listed ("FILE, line N")."""
 
     path: str
-    label: int
+    label: int = NO_LABEL
     source: str = field(default="", compare=False)
 
 
@@ -25,57 +29,26 @@ class AnnotationError(UserError, ValueError):
     """An annotation file that cannot be used; the message names the file (and line)."""
 
 
-def parse_list_line(line: str, separator: str = "") -> Tuple[str, int]:
-    """Splits a "path label" line into ``(path, label)``.
-
-    ``separator`` empty: a comma if the line has one, else whitespace. The label is the last
-    field, so paths may contain the separator. Raises ValueError saying what is wrong.
-    """
-    sep = separator or ("," if "," in line else None)
-    fields = line.strip().rsplit(sep, 1)
-    if len(fields) != 2 or not fields[0].strip():
-        raise ValueError("expected 'path label'")
-    path, label = fields[0].strip(), fields[1].strip()
-    if not label.isdigit():
-        raise ValueError(f"label {label!r} is not a non-negative integer")
-    return path, int(label)
+def read_path_label_list(list_file: str, *, prefix: str = "", separator: str = "",
+                         require_labels: bool = True) -> List[LabeledVideo]:
+    """The videos of a list file (``common.data.lists.read_list``): relative paths joined to
+    ``prefix``, or to the list's folder when ``prefix`` is empty."""
+    entries = read_list(list_file, require_labels=require_labels, root=prefix, separator=separator)
+    return [LabeledVideo(e.path, e.label, e.where) for e in entries]
 
 
-def read_path_label_list(list_file: str, *, prefix: str = "", separator: str = "") -> List[LabeledVideo]:
-    """Reads a "path label" list; relative paths are joined to ``prefix``, or to the list's
-    folder when ``prefix`` is empty. Blank lines are skipped.
-
-    A UTF-8 byte order mark (as some editors save CSV files) is dropped. Raises AnnotationError
-    naming the file and line number of a malformed line.
-    """
-    root = prefix or os.path.dirname(os.path.abspath(list_file))
-    videos = []
-    with open(list_file, encoding=UTF8_MAYBE_BOM) as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                path, label = parse_list_line(line, separator)
-            except ValueError as error:
-                raise AnnotationError(f"{list_file}, line {number}: {error}: {line.rstrip()!r}") from None
-            videos.append(LabeledVideo(os.path.join(root, path), label, f"{list_file}, line {number}"))
-    if not videos:
-        raise AnnotationError(f"{list_file}: no videos listed")
-    return videos
+def read_folder_per_class(root: str, extensions: Tuple[str, ...] = VIDEO_EXTENSIONS,
+                          classes: Optional[Sequence[str]] = None) -> List[LabeledVideo]:
+    """Videos under ``root/<class>/``; labels are the positions of their class folder in ``classes``
+    (default: the sorted class folder names of ``root``)."""
+    return read_class_folders(root, extensions, classes)[0]
 
 
-def read_folder_per_class(root: str, extensions: Tuple[str, ...] = VIDEO_EXTENSIONS) -> List[LabeledVideo]:
-    """Videos under ``root/<class>/``; labels are the indices of the sorted class folder names."""
-    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
-    videos = [
-        LabeledVideo(str(path), label)
-        for label, name in enumerate(classes)
-        for path in sorted(Path(root, name).rglob("*"))
-        if path.suffix.lower() in extensions
-    ]
-    if not videos:
-        raise AnnotationError(f"{root}: no videos with extensions {extensions} in class folders")
-    return videos
+def read_class_folders(root: str, extensions: Tuple[str, ...] = VIDEO_EXTENSIONS,
+                       classes: Optional[Sequence[str]] = None) -> Tuple[List[LabeledVideo], str]:
+    """``read_folder_per_class`` and its one-line summary (found, skipped and why)."""
+    entries, summary = class_folder_files(root, suffixes=extensions, kind="video", classes=classes)
+    return [LabeledVideo(e.path, e.label, e.where) for e in entries], summary
 
 
 def strip_template(template: str) -> str:
@@ -83,24 +56,56 @@ def strip_template(template: str) -> str:
     return template.replace("[", "").replace("]", "")
 
 
+def _read_json(path: str) -> Any:
+    """The json of ``path``; AnnotationError naming the file when it cannot be read or parsed."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataNotFoundError(f"{path} does not exist") from None
+    except OSError as error:
+        raise AnnotationError(f"{path}: cannot read it ({error.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise AnnotationError(f"{path}: not valid json ({error})") from None
+
+
+def _ssv2_entry(entry: Any, number: int, split_file: str, label_of: Dict[str, int], labels_file: str) -> Tuple[str, int]:
+    """``(video id, label)`` of one split-file entry; AnnotationError naming the file and entry."""
+    where = f"{split_file}, entry {number}"
+    if not isinstance(entry, dict):
+        raise AnnotationError(f"{where}: expected a json object with 'id' and 'template', got {entry!r:.80}")
+    for key in ("id", "template"):
+        if key not in entry:
+            raise AnnotationError(f"{where}: no {key!r} (expected an object with 'id' and 'template'), got {entry!r:.80}")
+    video_id, template = entry["id"], entry["template"]
+    if not isinstance(template, str):
+        raise AnnotationError(f"{where}: 'template' is {template!r}, expected a string")
+    if isinstance(video_id, bool) or not isinstance(video_id, (str, int)):
+        raise AnnotationError(f"{where}: 'id' is {video_id!r}, expected a string or an integer")
+    label = label_of.get(strip_template(template))
+    if label is None:
+        raise AnnotationError(f"{where}: template {strip_template(template)!r} is not in {labels_file}")
+    return str(video_id), label
+
+
 def read_ssv2_json(labels_file: str, split_file: str, *, video_dir: str, extension: str = ".webm") -> List[LabeledVideo]:
     """SSV2 videos ``video_dir/<id><extension>`` labelled through their template.
 
-    ``labels_file`` maps template (without brackets) -> class id (string or int); ``split_file``
-    is a list of ``{"id": ..., "template": ...}``. Raises AnnotationError naming the file and
-    entry for an entry without id/template or with an unknown template.
-    """
-    with open(labels_file, encoding=UTF8_MAYBE_BOM) as f:
-        label_of = {template: int(index) for template, index in json.load(f).items()}
-    with open(split_file, encoding=UTF8_MAYBE_BOM) as f:
-        entries = json.load(f)
+    ``labels_file`` maps template (without brackets) -> class id (string or int, 0..N-1);
+    ``split_file`` is a list of ``{"id": ..., "template": ...}``. A mistake in either (wrong types,
+    a missing key, a template the labels file lacks, broken json) is an AnnotationError naming the
+    file (and entry)."""
+    try:
+        label_of = read_class_ids(labels_file)
+    except ClassNamesError as error:
+        raise AnnotationError(str(error)) from None
+    entries = _read_json(split_file)
+    if not isinstance(entries, list):
+        raise AnnotationError(f"{split_file}: expected a json list of {{\"id\", \"template\"}} objects, "
+                              f"got a {type(entries).__name__}")
     videos = []
     for number, entry in enumerate(entries):
-        try:
-            label = label_of[strip_template(entry["template"])]
-            video_id = entry["id"]
-        except KeyError as error:
-            raise AnnotationError(f"{split_file}, entry {number}: missing or unknown {error}") from None
+        video_id, label = _ssv2_entry(entry, number, split_file, label_of, labels_file)
         videos.append(LabeledVideo(os.path.join(video_dir, f"{video_id}{extension}"), label,
                                    f"{split_file}, entry {number}"))
     if not videos:

@@ -4,16 +4,19 @@ This is the only module of the video data package that reads the config.
 """
 import logging
 import os
-from typing import Callable, List
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from fvcore.common.config import CfgNode
 from torch.utils.data import Dataset
 
+from common.data.class_count import DataClasses, check_labels
+from common.data.class_names import read_class_ids
 from common.data.registry import register_dataset
+from common.data.sources import class_folder_names, missing_split, pretraining_files, with_summary
 from common.errors import DataNotFoundError
 
-from .annotations import AnnotationError, LabeledVideo, read_folder_per_class, read_path_label_list, read_ssv2_json
+from .annotations import VIDEO_EXTENSIONS, LabeledVideo, read_class_folders, read_path_label_list, read_ssv2_json
 from .datasets import MultiViewVideoDataset, VideoClipDataset
 from .decoders import build_decoder
 from .frame_sampling import build_clip_chooser
@@ -30,46 +33,77 @@ SSV2_SPLIT_FILES = {
     "val": ("something-something-v2-validation.json", "validation.json"),
     "test": ("something-something-v2-validation.json", "validation.json"),
 }
+MAKE_SPLITS = ("make train/val/test splits from a folder of videos with `python tools/prepare_videos.py SOURCE DST "
+               "--val-share 0.1 --test-share 0.1` (class folders give the labels) and set DATA.PATH_TO_DATA_DIR DST")
+Videos = Tuple[List[LabeledVideo], str]  # the videos and a one-line summary of where they were found
 
 
-def list_or_folder_videos(data_dir: str, split: str, *, prefix: str, separator: str) -> List[LabeledVideo]:
+def list_or_folder_videos(data_dir: str, split: str, *, prefix: str, separator: str) -> Videos:
     """``data_dir/<split>.csv`` ("path label" lines) if it exists, else the class folders of
-    ``data_dir/<split>/``."""
+    ``data_dir/<split>/`` (numbered as those of ``train/``)."""
     list_file = os.path.join(data_dir, f"{split}.csv")
     if os.path.isfile(list_file):
-        return read_path_label_list(list_file, prefix=prefix, separator=separator)
-    folder = os.path.join(data_dir, split)
+        videos = read_path_label_list(list_file, prefix=prefix, separator=separator)
+        return videos, f"{len(videos)} videos listed in {list_file}"
+    folder, train = os.path.join(data_dir, split), os.path.join(data_dir, "train")
     if os.path.isdir(folder):
-        return read_folder_per_class(folder)
-    raise DataNotFoundError(f"no {split} split in DATA.PATH_TO_DATA_DIR: neither {list_file} nor the folder "
-                            f"{folder} exists")
+        return read_class_folders(folder, classes=class_folder_names(train) if os.path.isdir(train) else None)
+    raise missing_split(data_dir, split, MAKE_SPLITS)
 
 
-def ssv2_videos(data_dir: str, split: str, *, prefix: str, separator: str) -> List[LabeledVideo]:
-    """SSV2 json annotations when ``data_dir`` holds the labels json (videos in ``prefix``, or
-    in ``data_dir``), else the list / folder forms."""
+def pretraining_videos(data_path: str, *, prefix: str, separator: str) -> Videos:
+    """The videos pretraining reads (labels optional): a list, the train split, or a plain folder."""
+    entries, summary = pretraining_files(data_path, suffixes=VIDEO_EXTENSIONS, kind="video", prefix=prefix,
+                                         separator=separator)
+    return [LabeledVideo(e.path, e.label, e.where) for e in entries], summary
+
+
+def kinetics_videos(cfg: CfgNode, mode: str) -> Videos:
+    """The videos of ``mode``: any source for pretraining, labelled splits otherwise."""
+    data = cfg.DATA
+    if mode == "pretrain":
+        return pretraining_videos(data.PATH_TO_DATA_DIR, prefix=data.PATH_PREFIX, separator=data.PATH_LABEL_SEPARATOR)
+    return list_or_folder_videos(data.PATH_TO_DATA_DIR, SPLIT_OF_MODE[mode], prefix=data.PATH_PREFIX,
+                                 separator=data.PATH_LABEL_SEPARATOR)
+
+
+def ssv2_videos(cfg: CfgNode, mode: str) -> Videos:
+    """SSV2 json annotations when ``DATA.PATH_TO_DATA_DIR`` holds the labels json (videos in
+    ``DATA.PATH_PREFIX``, or in the data folder), else the kinetics forms."""
+    data_dir = cfg.DATA.PATH_TO_DATA_DIR
     labels_file = os.path.join(data_dir, SSV2_LABELS_FILE)
     if not os.path.isfile(labels_file):
-        return list_or_folder_videos(data_dir, split, prefix=prefix, separator=separator)
-    return read_ssv2_json(labels_file, ssv2_split_file(data_dir, split), video_dir=prefix or data_dir)
+        return kinetics_videos(cfg, mode)
+    split_file = ssv2_split_file(data_dir, SPLIT_OF_MODE[mode])
+    videos = read_ssv2_json(labels_file, split_file, video_dir=cfg.DATA.PATH_PREFIX or data_dir)
+    return videos, f"{len(videos)} videos listed in {split_file}"
 
 
 def ssv2_split_file(data_dir: str, split: str) -> str:
     """The SSV2 json of ``split`` in ``data_dir`` under its official or short name;
-    FileNotFoundError naming every name looked for."""
+    DataNotFoundError naming every name looked for."""
     candidates = [os.path.join(data_dir, name) for name in SSV2_SPLIT_FILES[split]]
     for candidate in candidates:
         if os.path.isfile(candidate):
             return candidate
-    raise FileNotFoundError(f"no SSV2 {split} split in {data_dir}: looked for {', '.join(SSV2_SPLIT_FILES[split])}")
+    raise DataNotFoundError(f"no SSV2 {split} split in {data_dir}: looked for {', '.join(SSV2_SPLIT_FILES[split])}")
 
 
-def check_labels(videos: List[LabeledVideo], num_classes: int, source: str) -> None:
-    """Fails at start-up when a label is outside [0, num_classes)."""
-    bad = [video for video in videos if not 0 <= video.label < num_classes]
-    if bad:
-        raise AnnotationError(f"{bad[0].source or source}: label {bad[0].label} of {bad[0].path} is not in "
-                              f"[0, MODEL.NUM_CLASSES={num_classes})")
+def kinetics_classes(cfg: CfgNode) -> Optional[DataClasses]:
+    """The class folders of ``train/`` when the labels come from them (no ``train.csv``)."""
+    data_dir = cfg.DATA.PATH_TO_DATA_DIR
+    train = os.path.join(data_dir, "train")
+    if os.path.isfile(os.path.join(data_dir, "train.csv")) or not os.path.isdir(train):
+        return None
+    return DataClasses(len(class_folder_names(train)), f"the class folders of {train}")
+
+
+def ssv2_classes(cfg: CfgNode) -> Optional[DataClasses]:
+    """SSV2's labels json (one class per template), else as kinetics."""
+    labels_file = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, SSV2_LABELS_FILE)
+    if os.path.isfile(labels_file):
+        return DataClasses(len(read_class_ids(labels_file)), labels_file)
+    return kinetics_classes(cfg)
 
 
 def build_train_transform(cfg: CfgNode, mode: str, flip: bool) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -133,23 +167,24 @@ def build_video_dataset(cfg: CfgNode, mode: str, videos: List[LabeledVideo], *, 
     )
 
 
-@register_dataset("kinetics")
+def build_from(cfg: CfgNode, mode: str, found: Videos, *, flip: bool) -> Dataset:
+    """The dataset of ``mode`` over the ``found`` videos, labels checked against the class count."""
+    videos, summary = found
+    if mode != "pretrain":
+        check_labels(((v.label, v.source or v.path) for v in videos), cfg)
+    return with_summary(build_video_dataset(cfg, mode, videos, flip=flip), summary)
+
+
+@register_dataset("kinetics", classes=kinetics_classes)
 def build_kinetics(cfg: CfgNode, mode: str) -> Dataset:
-    """Kinetics-400 or any "path label" list / folder-per-class video dataset."""
-    data = cfg.DATA
-    split = SPLIT_OF_MODE[mode]
-    videos = list_or_folder_videos(data.PATH_TO_DATA_DIR, split, prefix=data.PATH_PREFIX, separator=data.PATH_LABEL_SEPARATOR)
-    check_labels(videos, cfg.MODEL.NUM_CLASSES, f"{data.PATH_TO_DATA_DIR} ({split})")
-    return build_video_dataset(cfg, mode, videos, flip=data.RANDOM_FLIP)
+    """Kinetics-400 or any "path label" list / folder-per-class video dataset; for pretraining also
+    a plain folder of videos or a list without labels."""
+    return build_from(cfg, mode, kinetics_videos(cfg, mode), flip=cfg.DATA.RANDOM_FLIP)
 
 
-@register_dataset("ssv2")
+@register_dataset("ssv2", classes=ssv2_classes)
 def build_ssv2(cfg: CfgNode, mode: str) -> Dataset:
     """Something-Something-v2; never flipped (its classes distinguish left from right)."""
-    data = cfg.DATA
-    split = SPLIT_OF_MODE[mode]
-    videos = ssv2_videos(data.PATH_TO_DATA_DIR, split, prefix=data.PATH_PREFIX, separator=data.PATH_LABEL_SEPARATOR)
-    check_labels(videos, cfg.MODEL.NUM_CLASSES, f"{data.PATH_TO_DATA_DIR} ({split})")
-    if data.RANDOM_FLIP and mode in ("pretrain", "finetune"):
+    if cfg.DATA.RANDOM_FLIP and mode in ("pretrain", "finetune"):
         logger.info("ssv2: DATA.RANDOM_FLIP ignored, SSV2 labels distinguish left from right")
-    return build_video_dataset(cfg, mode, videos, flip=False)
+    return build_from(cfg, mode, ssv2_videos(cfg, mode), flip=False)

@@ -7,11 +7,13 @@ VideoMAE and PySlowFast). The copies have even dimensions (yuv420p), a keyframe 
 frames so a clip's seek decodes few frames before the first wanted one, no audio, and come out
 upright (a display-matrix rotation is applied to the pixels, which decord would ignore).
 
-Inputs: a "path label" list or a folder with ``train``/``val``/``test`` lists or class folders
-(``videoconvmae.data.build.list_or_folder_videos``), or the official Kinetics annotation CSVs
-(``label,youtube_id,time_start,time_end,split``) with the videos under a folder, named as the
-common downloaders name them (``{youtube_id}_{time_start:06d}_{time_end:06d}.mp4``, in class
-folders or flat).
+Inputs: a "path label" (or path-only) list, a folder with ``train``/``val``/``test`` lists or class
+folders (``videoconvmae.data.build.list_or_folder_videos``), a plain folder of videos without split
+lists (searched recursively; first-level class folders give labels, else the videos are unlabeled, for
+pretraining), or the official Kinetics annotation CSVs (``label,youtube_id,time_start,time_end,split``)
+with the videos under a folder, named as the common downloaders name them
+(``{youtube_id}_{time_start:06d}_{time_end:06d}.mp4``, in class folders or flat). Where the source has
+no val or test split, seeded shares of train can be held out for them (``split_off``).
 
 Outputs in ``dst``: one ``.mp4`` per source (``output_name``: the source's path under the
 list's folder, percent-encoded, so that no two sources share an output and a source's output
@@ -30,6 +32,7 @@ workers die with the main process.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import os
@@ -47,7 +50,9 @@ import numpy as np
 from tqdm import tqdm
 
 from common.data.class_names import class_ids_for, write_class_ids
-from common.errors import UserError
+from common.data.lists import NO_LABEL, format_list_line
+from common.data.sources import class_folder_names, is_split_layout, scan_folder
+from common.errors import DataNotFoundError, UserError
 from common.files import atomic_write_text, is_engine_temp, temp_path
 from common.manifest import Manifest, OutputFolder
 from common.process_settings import die_with_parent
@@ -296,30 +301,109 @@ def check_unique_outputs(jobs: Sequence[Job]) -> None:
                             "separate runs")
 
 
-def jobs_from_lists(src: str) -> Tuple[List[Job], Optional[Dict[str, int]]]:
-    """Jobs from a "path label" list file (its name is the split) or a folder with split lists
-    or split folders of class folders; the class ids when the class folders name them."""
+def jobs_from_source(src: str, *, unlabeled: bool = False,
+                     exclude: Sequence[str] = ()) -> Tuple[List[Job], Optional[Dict[str, int]]]:
+    """Jobs from a list file (its name is the split), a folder with split lists or split folders,
+    or a plain folder of videos (see ``jobs_from_plain_folder``); the class ids when class folders
+    name the classes."""
     if os.path.isfile(src):
         split = split_name(Path(src).stem)
         return [Job(v.path, output_name(v.path, os.path.dirname(os.path.abspath(src)), split), v.label, split)
-                for v in read_path_label_list(src)], None
+                for v in read_path_label_list(src, require_labels=False)], None
     if not os.path.isdir(src):
-        raise FileNotFoundError(f"{src}: no such list file or folder")
+        raise DataNotFoundError(f"{src}: no such list file or folder")
+    if is_split_layout(src):
+        return jobs_from_splits(src)
+    return jobs_from_plain_folder(src, unlabeled=unlabeled, exclude=exclude)
+
+
+def jobs_from_splits(src: str) -> Tuple[List[Job], Optional[Dict[str, int]]]:
+    """Jobs from ``src/<split>.csv`` lists (labels optional) or ``src/<split>/<class>/`` folders (classes
+    numbered as those of ``train/``)."""
     jobs: List[Job] = []
     class_ids = None
+    train = os.path.join(src, "train")
+    classes = class_folder_names(train) if os.path.isdir(train) else None
     for split in SPLITS:
         list_file, folder = os.path.join(src, f"{split}.csv"), os.path.join(src, split)
         if os.path.isfile(list_file):
-            videos = read_path_label_list(list_file)
+            videos = read_path_label_list(list_file, require_labels=False)
         elif os.path.isdir(folder):
-            videos = read_folder_per_class(folder)
-            class_ids = class_ids_for(entry.name for entry in os.scandir(folder) if entry.is_dir())
+            videos = read_folder_per_class(folder, classes=classes)
+            class_ids = class_ids_for(classes or class_folder_names(folder))
         else:
             continue
         jobs += [Job(v.path, output_name(v.path, src, split), v.label, split) for v in videos]
-    if not jobs:
-        raise FileNotFoundError(f"{src}: no train/val/test lists (<split>.csv) or class folders (<split>/<class>/)")
     return jobs, class_ids
+
+
+def jobs_from_plain_folder(src: str, *, unlabeled: bool,
+                           exclude: Sequence[str]) -> Tuple[List[Job], Optional[Dict[str, int]]]:
+    """Every video under ``src`` (recursively; hidden files and folders, other files and ``exclude``d
+    folders skipped), all in the train split. When every video lies in a first-level sub-folder and
+    there are at least two of them, those are class folders (labels in sorted name order), unless
+    ``unlabeled``; otherwise the videos are unlabeled (lists for pretraining)."""
+    scan = scan_folder(src, VIDEO_EXTENSIONS, kind="video", exclude=exclude)
+    if not scan.files:
+        raise DataNotFoundError(f"no videos under {src} (searched recursively for {', '.join(VIDEO_EXTENSIONS)}); "
+                                f"{scan.skipped_text()}")
+    logger.info("%s", scan.summary())
+    relative = [Path(os.path.relpath(path, src)).parts for path in scan.files]
+    classes = sorted({parts[0] for parts in relative}) if all(len(parts) > 1 for parts in relative) else []
+    if unlabeled or len(classes) < 2:
+        logger.info("%s: unlabeled videos (%s): lists for pretraining", src,
+                    "as asked" if unlabeled else "not in two or more class folders")
+        return [Job(path, output_name(path, src, "train"), NO_LABEL, "train") for path in scan.files], None
+    class_ids = class_ids_for(classes)
+    logger.info("%s: %d class folders (%s) give the labels; pass --unlabeled if they are not classes", src,
+                len(classes), ", ".join(classes))
+    return [Job(path, output_name(path, src, "train"), class_ids[parts[0]], "train")
+            for path, parts in zip(scan.files, relative)], class_ids
+
+
+def check_shares(val_share: float, test_share: float) -> None:
+    """``UserError`` unless both shares are in [0, 1) and leave some videos to train."""
+    if not (0 <= val_share < 1 and 0 <= test_share < 1 and val_share + test_share < 1):
+        raise UserError(f"--val-share {val_share} and --test-share {test_share}: expected shares in [0, 1) whose sum "
+                        f"is below 1 (some videos must stay in train)")
+
+
+def split_off(jobs: Sequence[Job], *, val_share: float, test_share: float, seed: int) -> List[Job]:
+    """``jobs`` with shares of the train split moved to val and test: per class (labels), the
+    videos are ordered by a hash of the seed and their output name (so the split depends on neither
+    the listing order nor the process, and mostly keeps its choice when videos are added); the
+    first ``round(share x count)`` (at least 1 for a share > 0) go to test, the next to val, at least
+    one stays in train. ``UserError`` when the source has that split already."""
+    shares = {"val": val_share, "test": test_share}
+    for split, share in shares.items():
+        if share and any(job.split == split for job in jobs):
+            raise UserError(f"the source already has a {split} split; leave out --{split}-share (it holds out a "
+                            f"share of train only where there is no {split} split)")
+    if not (val_share or test_share):
+        return list(jobs)
+    moved: Dict[Job, str] = {}
+    for label in sorted({job.label for job in jobs if job.split == "train"}):
+        group = sorted((job for job in jobs if job.split == "train" and job.label == label),
+                       key=lambda job: hashlib.sha256(f"{seed}:{job.output}".encode()).hexdigest())
+        counts = held_out_counts(len(group), test_share, val_share)
+        for job in group[:counts[0]]:
+            moved[job] = "test"
+        for job in group[counts[0]:counts[0] + counts[1]]:
+            moved[job] = "val"
+    out = [replace(job, split=moved.get(job, job.split)) for job in jobs]
+    logger.info("held out %d videos for val and %d for test (shares %g and %g of each class, seed %d)",
+                sum(s == "val" for s in moved.values()), sum(s == "test" for s in moved.values()), val_share,
+                test_share, seed)
+    return out
+
+
+def held_out_counts(count: int, *shares: float) -> List[int]:
+    """Videos held out of ``count`` for each share: ``round(share x count)``, at least 1 for a share
+    above 0, reduced (last share first) so that at least one video stays."""
+    taken = [max(1, round(share * count)) if share > 0 else 0 for share in shares]
+    for i in reversed(range(len(taken))):
+        taken[i] = max(0, min(taken[i], count - 1 - sum(taken[:i])))
+    return taken
 
 
 @dataclass(frozen=True)
@@ -415,15 +499,15 @@ def _progress(outcome: Outcome, bar: tqdm) -> Outcome:
     return outcome
 
 
-def prepare_manifest(src: str, kinetics_csvs: Sequence[str], settings: EncodeSettings, jobs: Sequence[Job],
+def prepare_manifest(src: str, kinetics_csvs: Sequence[str], settings: Dict[str, Any], jobs: Sequence[Job],
                      class_ids: Optional[Dict[str, int]]) -> Manifest:
-    """What makes a prepared folder: the encode settings and the source (compared on a rerun), and
-    every output with the source it is converted from (an output is reused only from that
-    source), the lists and the report."""
+    """What makes a prepared folder: the settings (encoding, held-out shares) and the source
+    (compared on a rerun), and every output with the source it is converted from (an output is
+    reused only from that source), the lists and the report."""
     lists = [f"{split}.csv" for split in SPLITS if any(job.split == split for job in jobs)]
     summary_files = [*lists, *([CLASS_IDS_FILE] if class_ids else []), REPORT_FILE]
     return Manifest(tool="prepare_videos",
-                    settings={**asdict(settings), "src": os.path.abspath(src),
+                    settings={**settings, "src": os.path.abspath(src),
                               "kinetics_csvs": [os.path.abspath(path) for path in kinetics_csvs]},
                     outputs={**{job.output: os.path.abspath(job.source) for job in jobs},
                              **{name: "" for name in summary_files}})
@@ -440,7 +524,7 @@ def write_lists(dst: str, outcomes: Sequence[Outcome]) -> List[str]:
     video; returns the files written."""
     written = []
     for split in SPLITS:
-        lines = [f"{o.job.output} {o.job.label}\n" for o in outcomes if o.usable and o.job.split == split]
+        lines = [format_list_line(o.job.output, o.job.label) for o in outcomes if o.usable and o.job.split == split]
         if lines:
             path = os.path.join(dst, f"{split}.csv")
             atomic_write_text(path, "".join(lines))
@@ -476,23 +560,32 @@ def prepare_videos(
     workers: int = 1,
     kinetics_csvs: Sequence[str] = (),
     progress: bool = True,
+    val_share: float = 0.0,
+    test_share: float = 0.0,
+    split_seed: int = 0,
+    unlabeled: bool = False,
     overwrite: bool = False,
 ) -> PreparedDataset:
-    """Prepares the dataset ``src`` (lists / folders, or with ``kinetics_csvs`` the video folder
-    of official Kinetics CSVs) into ``dst``; see the module doc. ``overwrite``: start over,
-    deleting the files an earlier run with other settings wrote (those its manifest names).
-    Returns the outcomes."""
+    """Prepares the dataset ``src`` (lists / folders / a plain folder of videos, or with
+    ``kinetics_csvs`` the video folder of official Kinetics CSVs) into ``dst``, holding out
+    ``val_share`` and ``test_share`` of train where the source has no such split (``split_off``,
+    seeded by ``split_seed``); ``unlabeled``: class folders of a plain folder are not taken for
+    classes. See the module doc. ``overwrite``: start over, deleting the files an earlier run with
+    other settings wrote (those its manifest names). Returns the outcomes."""
     if short_side < 2 or gop < 1 or (fps is not None and fps <= 0):
         raise ValueError(f"short_side >= 2, gop >= 1 and fps > 0 expected; got {short_side}, {gop}, {fps}")
+    check_shares(val_share, test_share)
     settings = EncodeSettings(short_side=short_side, fps=fps, gop=gop, crf=crf, preset=preset)
     if kinetics_csvs:
         jobs, unusable, class_ids = jobs_from_kinetics(kinetics_csvs, src)
     else:
-        (jobs, class_ids), unusable = jobs_from_lists(src), []
+        (jobs, class_ids), unusable = jobs_from_source(src, unlabeled=unlabeled, exclude=[dst]), []
+    jobs = split_off(jobs, val_share=val_share, test_share=test_share, seed=split_seed)
     check_unique_outputs(jobs + [outcome.job for outcome in unusable])
     with OutputFolder(dst) as out:
-        out.start(prepare_manifest(src, kinetics_csvs, settings, jobs + [o.job for o in unusable], class_ids),
-                  overwrite=overwrite)
+        splits = {"val_share": val_share, "test_share": test_share, "split_seed": split_seed, "unlabeled": unlabeled}
+        out.start(prepare_manifest(src, kinetics_csvs, {**asdict(settings), **splits}, jobs + [o.job for o in unusable],
+                                   class_ids), overwrite=overwrite)
         started = time.monotonic()
         outcomes = run_jobs(jobs, dst, settings, workers=workers, progress=progress) + unusable
         written = write_lists(dst, outcomes)

@@ -1,0 +1,99 @@
+"""The config of a job from the command line: a recipe and overrides, except that a test of a
+finished training run starts from what the run remembers.
+
+``tools/test.py [--cfg RECIPE] OUTPUT_DIR RUN [KEY VALUE ...]`` where ``RUN/config.yaml`` exists (a
+training run's resolved config: model, classes, data) tests that run as it was trained: its config,
+with the command line's overrides on top. A recipe given beside it is only compared: when it (or an
+override) asks for another model or class count than the run has, the job stops with one line
+(a model built from the recipe would not fit the run's checkpoint). The run's ``config.yaml`` is
+kept; the test writes ``test_config.yaml``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from fvcore.common.config import CfgNode
+
+from common.config import (RESOLVED_CONFIG_NAME, ConfigError, coerce_value, config_from_yaml, current_keys,
+                           flatten_config, get_cfg, load_config, merge_checked, parse_overrides, read_config_file)
+
+# What a classifier checkpoint's shapes depend on: a test must build exactly the run's model.
+MODEL_KEYS = ("MODEL.NAME", "MODEL.EMBED_DIM", "MODEL.DEPTH", "MODEL.MLP_RATIO", "MODEL.NUM_HEADS", "MODEL.GLOBAL_POOL")
+CLASS_KEY = "MODEL.NUM_CLASSES"
+
+
+def job_config(job: str, cfg_file: Optional[str], overrides: Sequence[str]) -> CfgNode:
+    """The frozen config of ``job``: ``load_config(cfg_file, overrides)``, or for a test of a
+    training run folder, that run's config with ``overrides`` on top (see the module doc)."""
+    if job == "test":
+        run_dir = requested_output_dir(cfg_file, overrides)
+        if os.path.isfile(os.path.join(run_dir, RESOLVED_CONFIG_NAME)):
+            return run_test_config(run_dir, cfg_file, overrides)
+    return load_config(cfg_file, overrides)
+
+
+def requested_output_dir(cfg_file: Optional[str], overrides: Sequence[str]) -> str:
+    """``OUTPUT_DIR`` as the command line (else the recipe, else the default) sets it."""
+    values = {**_recipe_values(cfg_file), **_override_values(overrides)}
+    return str(values.get("OUTPUT_DIR", get_cfg().OUTPUT_DIR))
+
+
+def run_test_config(run_dir: str, cfg_file: Optional[str], overrides: Sequence[str]) -> CfgNode:
+    """``run_dir``'s config with ``overrides`` on top; ``ConfigError`` (one line) when the recipe or
+    an override contradicts the run on the model or the class count."""
+    saved = os.path.join(run_dir, RESOLVED_CONFIG_NAME)
+    try:
+        with open(saved, encoding="utf-8") as f:
+            run = config_from_yaml(f.read(), saved)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{saved}: cannot read the run's config ({err})") from None
+    recipe, command_line = _recipe_values(cfg_file), _override_values(overrides)
+    origin = {key: "command line" if key in command_line else "recipe" for key in {**recipe, **command_line}}
+    conflicts = contradictions(run, {**recipe, **command_line}, origin)
+    if conflicts:
+        sources = {origin[key] for key, _ in conflicts}
+        who = " and ".join([name for name, source in ((cfg_file, "recipe"), ("the command line", "command line"))
+                            if source in sources])
+        raise ConfigError(f"{who} contradicts the run in {run_dir} on the model or the classes "
+                          f"({'; '.join(text for _, text in conflicts)}): its config.yaml already holds the run's "
+                          f"settings, leave out --cfg (and those overrides) to test the run as it was trained, or "
+                          f"choose another OUTPUT_DIR for another model")
+    cfg = run.clone()
+    cfg.defrost()
+    merge_checked(cfg, _override_values(overrides), source="command line")
+    cfg.freeze()
+    return cfg
+
+
+def contradictions(run: CfgNode, values: Dict[str, Any], origin: Dict[str, str]) -> List[Tuple[str, str]]:
+    """``(KEY, "KEY: run A, ORIGIN B")`` for each model key, and the class count unless 0 (= from the
+    data), where ``values`` ask for something else than ``run`` has (``origin``: where each value is from)."""
+    defaults = dict(flatten_config(get_cfg()))
+    found = []
+    for key in (*MODEL_KEYS, CLASS_KEY):
+        if key not in values:
+            continue
+        wanted = _plain(coerce_value(key, values[key], defaults[key]))
+        have = _plain(_get(run, key))
+        if wanted != have and not (key == CLASS_KEY and wanted == 0):
+            found.append((key, f"{key}: run {have!r}, {origin[key]} {wanted!r}"))
+    return found
+
+
+def _recipe_values(cfg_file: Optional[str]) -> Dict[str, Any]:
+    """The keys a recipe file (with its ``_BASE_`` chain) sets itself, under today's names."""
+    return current_keys(dict(flatten_config(read_config_file(cfg_file)))) if cfg_file else {}
+
+
+def _override_values(overrides: Sequence[str]) -> Dict[str, Any]:
+    return current_keys(parse_overrides(overrides))
+
+
+def _get(cfg: CfgNode, key: str) -> Any:
+    section, leaf = key.split(".")
+    return cfg[section][leaf]
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
