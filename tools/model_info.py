@@ -9,10 +9,12 @@ mask token and multi-scale decode layers, or the classifier head). For pretraini
 reports the forward GFLOPs under block-wise masking on both paths (sparse stages 1-2, the
 default, and the dense masked path) and under input-token random masking, which makes stage 3
 process every token: the paper's 1.7x for ConvMAE-B compares the dense masked path with it.
+The last line repeats the figures as one JSON object, as the benchmarks do.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -68,11 +70,13 @@ def main(argv: Optional[List[str]] = None) -> None:
         return
     model = build(args.model, args.img_size, args.num_frames)
     params = sum(p.numel() for p in model.parameters())
+    figures = {"model": args.model, "parameters_m": params / 1e6, "encoder_parameters_m": encoder_parameters(model) / 1e6}
     print(f"model: {args.model}  input: {tuple(model.input_size)}  stage-3 grid: {model.grid}")
     print(f"parameters: {params / 1e6:.2f} M total, {encoder_parameters(model) / 1e6:.2f} M encoder")
     gflops = describe(model, args.mask_ratio)
     if not isinstance(model, MaskedAutoencoderConvViT):
         print(f"forward GFLOPs: {gflops:.2f}")
+        print(json.dumps({**figures, "gflops": gflops}))
         return
     ratio = model.mask_ratio if args.mask_ratio is None else args.mask_ratio
     dense = describe(build(args.model, args.img_size, args.num_frames, sparse_conv=False), args.mask_ratio)
@@ -81,6 +85,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"forward GFLOPs, block-wise masking (ratio {ratio}), dense masked path: {dense:.2f}")
     print(f"forward GFLOPs, input-token random masking: {random_gflops:.2f} "
           f"({random_gflops / dense:.2f}x the dense masked path, {random_gflops / gflops:.2f}x the sparse path)")
+    print(json.dumps({**figures, "gflops_sparse": gflops, "gflops_dense_masked": dense,
+                      "gflops_input_token": random_gflops, "input_token_over_dense_masked": random_gflops / dense,
+                      "input_token_over_sparse": random_gflops / gflops}))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """tools/model_info.py and the fvcore FLOP counting it uses."""
+import json
 import re
 import runpy
 import subprocess
@@ -61,6 +62,9 @@ def test_model_info_reports_params_and_sparse_dense_and_random_flops(capsys):
     assert numbers_after(out, "forward GFLOPs, input-token random masking:") == [
         round(random, 2), round(random / dense, 2), round(random / sparse, 2)]
     assert sparse < dense < random  # sparse stages skip masked blocks; input-token masking runs stage 3 densely
+    figures = json.loads(out.splitlines()[-1])  # the same figures, unrounded, as the last line
+    assert figures["gflops_sparse"] == sparse and figures["gflops_dense_masked"] == dense
+    assert figures["input_token_over_dense_masked"] == random / dense and figures["parameters_m"] == total / 1e6
 
 
 def test_model_info_classifier_and_list(capsys):
@@ -72,6 +76,7 @@ def test_model_info_classifier_and_list(capsys):
     assert numbers_after(out, "parameters:") == [round(total / 1e6, 2), round((total - head) / 1e6, 2)]
     gflops = forward_flops(model, (torch.randn(1, 3, 4, 32, 32),)) / 1e9
     assert numbers_after(out, "forward GFLOPs:") == [round(gflops, 2)]
+    assert json.loads(out.splitlines()[-1])["gflops"] == gflops
     listed = subprocess.run([sys.executable, "tools/model_info.py", "--list"], cwd=ROOT,  # the script as run
                             capture_output=True, text=True, check=True).stdout.split()
     assert "videoconvmae_base_patch16" in listed
