@@ -14,6 +14,7 @@ from fvcore.common.config import CfgNode
 
 from common.config import ConfigError
 from common.engine.checkpointing import find_resume_checkpoint
+from common.engine.compilation import COMPILE_MODES, INDUCTOR, compile_backends
 from common.engine.precision import PRECISIONS
 from common.modality import modality_of_config
 from common.models import list_models
@@ -128,6 +129,18 @@ def check_choices(cfg: CfgNode, job: str, world_size: int) -> List[str]:
             + _choice("DATA.PRETRAIN_CROP", cfg.DATA.PRETRAIN_CROP, PRETRAIN_CROPS))
 
 
+def check_compile(cfg: CfgNode, job: str, world_size: int) -> List[str]:
+    """``TRAIN.COMPILE``: a mode; ``TRAIN.COMPILE_BACKEND``: a backend of this torch that has it."""
+    mode, backend = cfg.TRAIN.COMPILE, cfg.TRAIN.COMPILE_BACKEND
+    if mode not in COMPILE_MODES or mode == "off":
+        return _choice("TRAIN.COMPILE", mode, COMPILE_MODES)
+    problems = _choice("TRAIN.COMPILE_BACKEND", backend, compile_backends())
+    if mode != "default" and backend != INDUCTOR:
+        problems.append(_describe("TRAIN.COMPILE_BACKEND", backend, f"{INDUCTOR} (TRAIN.COMPILE {mode} is an "
+                                                                    f"{INDUCTOR} mode)"))
+    return problems
+
+
 def check_data(cfg: CfgNode, job: str, world_size: int) -> List[str]:
     """Class count, sampling rate, normalisation statistics."""
     problems = _at_least("MODEL.NUM_CLASSES", cfg.MODEL.NUM_CLASSES, 1)
@@ -159,4 +172,4 @@ def check_files(cfg: CfgNode, job: str, world_size: int) -> List[str]:
 
 
 CHECKS: Tuple[Check, ...] = (check_model, check_masking, check_batches, check_schedule, check_choices,
-                             check_data, check_files)
+                             check_compile, check_data, check_files)

@@ -22,6 +22,7 @@ from common.config import RESOLVED_CONFIG_NAME, save_config
 from common.data import batch_inputs, build_dataset, build_mixup
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
                                     train_sampler, with_classifier_weights)
+from common.engine.compilation import compile_model
 from common.engine.config_checks import validate_config
 from common.engine.checkpointing import (LAST_CHECKPOINT, Position, find_resume_checkpoint, load_initial_weights,
                                          load_resume_state, resume_training_state, save_training_state,
@@ -159,7 +160,7 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str
     lr = scaled_lr(cfg.SOLVER.BASE_LR, clips_per_step(cfg))
     optimizer = build_optimizer(model, method=cfg.SOLVER.OPTIMIZING_METHOD, lr=lr,
                                 weight_decay=cfg.SOLVER.WEIGHT_DECAY, layer_decay=cfg.SOLVER.LAYER_DECAY,
-                                betas=cfg.SOLVER.BETAS, momentum=cfg.SOLVER.MOMENTUM)
+                                betas=cfg.SOLVER.BETAS, momentum=cfg.SOLVER.MOMENTUM, fused=cfg.SOLVER.FUSED)
     state = TrainState(model=model, optimizer=optimizer, scaler=precision.grad_scaler())
     if resume:
         path, saved = resume
@@ -168,6 +169,7 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str
         state.epoch_sums = saved_epoch_sums(saved, dist.rank)
     if state.position.epoch >= cfg.SOLVER.MAX_EPOCH:
         return finished_run_record(cfg)
+    compile_model(model, cfg.TRAIN.COMPILE, backend=cfg.TRAIN.COMPILE_BACKEND)  # in place, before DDP wraps it
     if dist.world_size > 1:
         state.model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
     conf = StepConfig(
@@ -250,7 +252,7 @@ def run_test(cfg: CfgNode, dist: DistInfo, dataset: Dataset) -> Dict[str, Any]:
     path = resolve_test_checkpoint(cfg)
     weights = model_state_dict(safe_load(path))
     model = with_classifier_weights(build_model(cfg, pretraining=False, crop_size=cfg.DATA.TEST_CROP_SIZE), weights)
-    model.to(dist.device)
+    compile_model(model.to(dist.device), cfg.TRAIN.COMPILE, backend=cfg.TRAIN.COMPILE_BACKEND)
     loader = build_eval_loader(cfg, dataset, dist)
     save_resolved_config(cfg, dist, TEST_CONFIG_NAME)
     local = predict_videos(model, loader, inputs_of=batch_inputs, device=dist.device,
