@@ -17,6 +17,16 @@ def _check_ratio(ratio: float) -> None:
         raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
 
 
+def _uniform_noise(shape: Sequence[int], device: Optional[torch.device],
+                   rng: Optional[torch.Generator]) -> torch.Tensor:
+    """``torch.rand(shape)`` from ``rng`` or the global generator. (torch.rand's overload with a
+    ``generator`` argument, even None, takes no symbolic sizes: a compiled forward whose batch
+    size became dynamic would fail there.)"""
+    if rng is None:
+        return torch.rand(*shape, device=device)
+    return torch.rand(*shape, device=device, generator=rng)
+
+
 def _masks_from_noise(noise: torch.Tensor, num_masked: int) -> torch.Tensor:
     """Per row, mask the ``num_masked`` positions of largest noise. (N, L) -> (N, L) float."""
     order = noise.argsort(dim=1)
@@ -46,7 +56,7 @@ def random_mask(
 ) -> torch.Tensor:
     """MAE random masking: per sample keep ``int(L * (1 - ratio))`` uniformly random tokens."""
     _check_ratio(ratio)
-    noise = torch.rand(batch_size, num_tokens, device=device, generator=rng)
+    noise = _uniform_noise((batch_size, num_tokens), device, rng)
     return _masks_from_noise(noise, num_tokens - kept_tokens(num_tokens, ratio))
 
 
@@ -62,7 +72,7 @@ def tube_mask(
     masked positions per sample, repeated at every temporal position. Returns (N, t*h*w)."""
     _check_ratio(ratio)
     t, h, w = grid
-    noise = torch.rand(batch_size, h * w, device=device, generator=rng)
+    noise = _uniform_noise((batch_size, h * w), device, rng)
     spatial = _masks_from_noise(noise, int(ratio * h * w))
     return spatial[:, None, :].expand(batch_size, t, h * w).reshape(batch_size, t * h * w)
 

@@ -54,6 +54,23 @@ def test_a_given_mask_breaks_the_graph_only_where_it_is_read():
         assert reason.user_stack[-1].name in ("check_mask", "_common_visible_count"), reason
 
 
+@pytest.mark.slow
+def test_compiled_forward_follows_a_changing_batch_size():
+    """A second batch size makes dynamo recompile with a symbolic batch dimension (validation's
+    last batch, another model in the process): the mask drawing must trace with it."""
+    model, _ = _model_and_input("image")
+    torch._dynamo.reset()
+    compile_model(model, "default", backend="aot_eager")
+    for batch in (2, 3, 5):
+        x = torch.randn(batch, 3, *model.input_size)
+        torch.manual_seed(batch)
+        loss, _, mask = model(x)
+        torch.manual_seed(batch)
+        eager_loss, _, eager_mask = model._call_impl(x)  # the module's uncompiled call
+        assert torch.equal(mask, eager_mask) and mask.shape[0] == batch
+        torch.testing.assert_close(loss, eager_loss)
+
+
 def _training_step(model, x, precision):
     """Loss, pred, mask and every gradient of loss + a fixed projection of pred; the model draws
     its mask from the global RNG, seeded alike for each call."""
