@@ -1,9 +1,9 @@
 """One pretraining step (forward + backward + AdamW), dense vs sparse conv stages.
 
 VideoConvMAE-B on 16x224x224 clips at 90% tube masking and ConvMAE-B on 224x224 images at
-75% random (block-wise) masking. Per model: one model, one AdamW and one input/mask pair; the
-dense masked path (``sparse_conv=False``) and the sparse path alternate, repetition after
-repetition, and the median seconds per step are compared. Also printed:
+75% random (block-wise) masking. Per model: one model, one AdamW (the engine's: fused) and one
+input/mask pair; the dense masked path (``sparse_conv=False``) and the sparse path alternate,
+repetition after repetition, and the median seconds per step are compared. Also printed:
 
 - peak memory of a step, after a warm-up step: on CUDA ``torch.cuda.max_memory_allocated``
   (weights, gradients, optimizer state and activations); on CPU the same quantity read from
@@ -96,12 +96,11 @@ def workloads(args: argparse.Namespace) -> List[Workload]:
 # -- building -------------------------------------------------------------------------------
 
 def build(work: Workload, batch: int, device: torch.device, seed: int = 0):
-    """The model, AdamW (paper betas), one input batch and one fixed mask, all seeded."""
+    """The model, AdamW as training builds it (paper betas, weight-decay groups, fused), one input
+    batch and one fixed mask, all seeded."""
     torch.manual_seed(seed)
     model = create_model(work.model, mask_ratio=work.mask_ratio, **work.overrides).to(device).train()
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05
-    )
+    optimizer = build_optimizer(model, method="adamw", lr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95))
     x = torch.randn(batch, *work.input_shape, device=device)
     mask = model.random_masking(batch, work.mask_ratio, device=device)
     return model, optimizer, x, mask

@@ -15,6 +15,12 @@ path's gathers, scatters and hand-written depthwise backward compile into one gr
 once per process, input shape and train/eval mode, at the first call; every later epoch reuses
 it, and inductor's on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_$USER``)
 shortens the next process's compilation.
+
+Inductor is told not to re-layout convolution inputs (``layout_optimization``): the conv stages
+keep their tensors channels-last already, and inductor's own choice (channels-last buffers for
+every convolution on the CPU) made the sparse path's depthwise convolutions 2.3x slower than
+eager (VideoConvMAE-B stage 1, forward + backward: 225 ms compiled vs 98 ms eager, 90 ms with
+the option; 2-core CPU of docs/performance.md).
 """
 from __future__ import annotations
 
@@ -22,12 +28,14 @@ import logging
 from typing import List
 
 import torch
+import torch._inductor
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
 COMPILE_MODES = ("off", "default", "max-autotune")
 INDUCTOR = "inductor"
+INDUCTOR_OPTIONS = {"layout_optimization": False}  # see the module docstring
 
 
 def compile_backends() -> List[str]:
@@ -48,7 +56,10 @@ def compile_model(model: nn.Module, mode: str, *, backend: str = INDUCTOR) -> nn
         return model
     if mode != "default" and backend != INDUCTOR:
         raise ValueError(f"TRAIN.COMPILE {mode} is a mode of the inductor backend, not of {backend!r}")
-    model.compile(backend=backend, mode=None if mode == "default" else mode)
+    if backend == INDUCTOR:  # the mode's settings and ours (torch.compile takes a mode or options)
+        model.compile(backend=backend, options={**torch._inductor.list_mode_options(mode), **INDUCTOR_OPTIONS})
+    else:
+        model.compile(backend=backend)
     logger.info("model forward compiled with torch.compile (backend %s, mode %s) at its first call", backend, mode)
     return model
 
