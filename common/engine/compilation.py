@@ -1,4 +1,5 @@
-"""``TRAIN.COMPILE``: ``torch.compile`` of the model's forward for training, validation and test.
+"""``TRAIN.COMPILE``: ``torch.compile`` of the model's forward for training, validation, test and
+the inference tools (predict, extract_features; not export).
 
 The model is compiled in place (``nn.Module.compile``), before any DDP wrapper, as the PyTorch
 docs advise ("Where to apply torch.compile?": compile the inner module, then wrap it; dynamo's

@@ -25,7 +25,6 @@ from common.config import RESOLVED_CONFIG_NAME, config_from_yaml, get_cfg, merge
 from common.data import batch_inputs
 from common.data.class_names import ClassNamesError, read_class_names
 from common.engine.builders import attach_probe_head, build_eval_loader, build_model, has_probe_head
-from common.engine.compilation import compile_model
 from common.engine.checkpointing import find_resume_checkpoint
 from common.engine.distributed import DistInfo, all_gather_objects
 from common.engine.evaluation import batch_scores
@@ -106,7 +105,6 @@ def load_run(run_dir: Optional[PathLike] = None, *, checkpoint: Optional[PathLik
     default = "cuda" if torch.cuda.is_available() else "cpu"
     target = torch.device(device if device is not None else default)
     modality = modality_of_config(cfg)
-    compile_model(model, cfg.TRAIN.COMPILE, backend=cfg.TRAIN.COMPILE_BACKEND)
     loaded = LoadedModel(model=model.to(target).eval(), cfg=cfg, modality=modality,
                          preprocessing=preprocessing_of(cfg, modality), checkpoint=str(path),
                          pretraining=pretraining, device=target, class_names=class_names_of_config(cfg))

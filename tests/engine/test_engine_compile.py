@@ -5,6 +5,7 @@ The runs use ``aot_eager_counting`` (``counting_backend.py``): dynamo + AOTAutog
 with inductor, without the C++ compilation that would take minutes here; inductor's numerics
 are checked in tests/models/test_compile.py. The 2-rank compiled run is in test_engine_ddp.py.
 """
+import argparse
 import json
 
 import pytest
@@ -15,8 +16,11 @@ from common.checkpoint import safe_load
 from common.config import ConfigError, load_config
 from common.engine import trainer
 from common.engine.builders import build_model
-from common.engine.compilation import compile_model
+from common.engine.compilation import compile_model, is_compiled
 from common.engine.config_checks import validate_config
+from common.engine.distributed import DistInfo
+from common.engine.inference import load_run
+from common.engine.inference_cli import load_from_args
 from common.engine.jobs import run_job
 from tests.engine.counting_backend import COMPILED_GRAPHS, COUNTING_BACKEND, register_counting_backend
 from tests.engine.toy_data import DEMO, toy_cfg
@@ -105,6 +109,15 @@ def test_compiled_finetune_validates_and_tests_as_eager(tmp_path):
         results[name] = run_job("test", toy_cfg("video_finetune", tmp_path / f"test-{name}",
                                                 "TEST.CHECKPOINT_FILE_PATH", checkpoint, *extra))
     assert results["compiled"] == results["eager"] and results["eager"]["num_videos"] == 7
+    # predict / extract_features compile the run's model as it trained; load_run (export) does not
+    args = argparse.Namespace(run=str(tmp_path / "compiled"), checkpoint=None, model=None, batch_size=None,
+                              workers=None)
+    loaded = load_from_args(args, DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")))
+    plain = load_run(tmp_path / "compiled")
+    assert is_compiled(loaded.model) and not is_compiled(plain.model)
+    x = torch.rand(3, 3, *plain.model.input_size)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), plain.model(x))
 
 
 def test_compiled_model_keeps_its_state_dict_keys():
