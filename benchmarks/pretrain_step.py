@@ -1,9 +1,9 @@
 """One pretraining step (forward + backward + AdamW), dense vs sparse conv stages.
 
 VideoConvMAE-B on 16x224x224 clips at 90% tube masking and ConvMAE-B on 224x224 images at
-75% random (block-wise) masking. Per model: one model, one AdamW and one input/mask pair; the
-dense masked path (``sparse_conv=False``) and the sparse path alternate, repetition after
-repetition, and the median seconds per step are compared. Also printed:
+75% random (block-wise) masking. Per model: one model, one AdamW (the engine's: fused) and one
+input/mask pair; the dense masked path (``sparse_conv=False``) and the sparse path alternate,
+repetition after repetition, and the median seconds per step are compared. Also printed:
 
 - peak memory of a step, after a warm-up step: on CUDA ``torch.cuda.max_memory_allocated``
   (weights, gradients, optimizer state and activations); on CPU the same quantity read from
@@ -18,13 +18,31 @@ repetition, and the median seconds per step are compared. Also printed:
   sparse depthwise op), and the achieved rate of a step, 3 x forward x 2 FLOPs / step time
   (backward ~ 2 x forward), against a measured fp32 matmul rate on the same device.
 
-The last line is one JSON object. Example (the figures in docs/performance.md)::
+``--compile`` compares instead, for each model, the sparse training step three ways, as the
+engine builds it (``common.optim.build_optimizer``: paper betas, weight-decay groups; the model
+draws its own masks at the fixed ratio, as in training):
+
+- ``eager``: today's eager step, AdamW with torch's defaults (on the CPU a per-tensor loop);
+- ``fused``: the same with the fused AdamW (``SOLVER.FUSED``, the default now);
+- ``compiled``: what ``TRAIN.COMPILE default`` trains with: the model compiled in place by
+  ``common.engine.compilation.compile_model`` (inductor), the fused AdamW.
+
+The three alternate step after step in one process (same initial weights and input); medians
+of wall time and of process CPU time (user + sys of all threads), each relative to ``eager``.
+The compiled variant's first step (compilation) is timed separately; ``--second-process``
+times the first step of a fresh process too (inductor's on-disk cache). On CUDA the step runs
+under bf16 autocast (the engine's ``TRAIN.PRECISION auto``). Peak memory of one more step per
+variant (``peak_step_mib``) is printed too.
+
+The last line is one JSON object. Examples (the figures in docs/performance.md)::
 
     python benchmarks/pretrain_step.py --batch 1 --threads 2
+    python benchmarks/pretrain_step.py --compile --batch 2 --threads 2
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
 import os
@@ -33,17 +51,22 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from common.engine.compilation import compile_model  # noqa: E402
+from common.engine.precision import Precision, resolve_precision  # noqa: E402
 from common.models import create_model  # noqa: E402
+from common.optim import build_optimizer  # noqa: E402
 from common.process_settings import configure_process  # noqa: E402
 
 VARIANTS = ("dense", "sparse")
+STEP_VARIANTS = ("eager", "fused", "compiled")
+MALLOC_MMAP_THRESHOLD = -3  # glibc's mallopt parameter M_MMAP_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -73,12 +96,11 @@ def workloads(args: argparse.Namespace) -> List[Workload]:
 # -- building -------------------------------------------------------------------------------
 
 def build(work: Workload, batch: int, device: torch.device, seed: int = 0):
-    """The model, AdamW (paper betas), one input batch and one fixed mask, all seeded."""
+    """The model, AdamW as training builds it (paper betas, weight-decay groups, fused), one input
+    batch and one fixed mask, all seeded."""
     torch.manual_seed(seed)
     model = create_model(work.model, mask_ratio=work.mask_ratio, **work.overrides).to(device).train()
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05
-    )
+    optimizer = build_optimizer(model, method="adamw", lr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95))
     x = torch.randn(batch, *work.input_shape, device=device)
     mask = model.random_masking(batch, work.mask_ratio, device=device)
     return model, optimizer, x, mask
@@ -279,6 +301,177 @@ def run_memory_probe(probe: Dict[str, object]) -> None:
     print(json.dumps(step_memory_here(work, probe["variant"], probe["batch"], torch.device("cpu"))))
 
 
+# -- fused optimizer and compiled step (--compile) ------------------------------------------------
+
+def build_training_variant(work: Workload, variant: str, device: torch.device, *, sparse: bool = True,
+                           backend: str = "inductor", seed: int = 0) -> Tuple[nn.Module, torch.optim.Optimizer]:
+    """The model and optimizer of a ``STEP_VARIANTS`` (or ``dense``) step as the engine builds them;
+    ``backend``: the compiled variant's ``TRAIN.COMPILE_BACKEND``."""
+    torch.manual_seed(seed)
+    model = create_model(work.model, mask_ratio=work.mask_ratio, sparse_conv=sparse, **work.overrides)
+    model = model.to(device).train()
+    optimizer = build_optimizer(model, method="adamw", lr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95),
+                                fused=variant != "eager")
+    if variant == "compiled":
+        compile_model(model, "default", backend=backend)
+    return model, optimizer
+
+
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, precision: Precision) -> None:
+    """The engine's step: forward + loss (the model draws its mask) in the run's precision, backward, update."""
+    with precision.autocast():
+        loss, _, _ = model(x)
+    loss.backward()
+    update(optimizer)
+
+
+@dataclass
+class Timing:
+    """Seconds of one step: wall time and process CPU time (user + sys, all threads)."""
+
+    wall: float
+    cpu: float
+
+
+def timed_training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                        precision: Precision, device: torch.device) -> Timing:
+    synchronize(device)
+    cpu, wall = time.process_time(), time.perf_counter()
+    training_step(model, optimizer, x, precision)
+    synchronize(device)
+    return Timing(time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def peak_step_mib(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, precision: Precision,
+                  device: torch.device) -> float:
+    """Peak tensor memory (MiB) of one step: weights, optimizer state, gradients, activations.
+
+    CUDA: ``torch.cuda.max_memory_allocated``. CPU (Linux, glibc): the bytes of the model's
+    tensors and optimizer state plus the growth of the resident set over the step (its
+    high-water mark ``VmHWM``, reset first), glibc told to serve blocks of 64 KiB and more with
+    mmap so that they leave the resident set when freed (``mallopt``, after ``malloc_trim``).
+    """
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        training_step(model, optimizer, x, precision)
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    libc = ctypes.CDLL(None)
+    libc.mallopt(MALLOC_MMAP_THRESHOLD, 65536)
+    libc.malloc_trim(0)
+    before_kib = _status_kib("VmRSS")
+    _reset_peak_rss()
+    training_step(model, optimizer, x, precision)
+    growth = (_status_kib("VmHWM") - before_kib) * 1024
+    held = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    held += sum(v.numel() * v.element_size() for state in optimizer.state.values() for v in state.values()
+                if torch.is_tensor(v))
+    return (held + growth) / 2**20
+
+
+def interleaved_steps(work: Workload, variants: Sequence[str], args: argparse.Namespace,
+                      device: torch.device) -> Dict[str, Dict[str, object]]:
+    """Per variant: the first step's seconds (compilation included), then ``args.reps`` timed steps
+    after ``args.warmup`` more, the variants alternating step after step; CUDA peak memory."""
+    precision = resolve_precision("auto", device)
+    x = torch.randn(args.batch, *work.input_shape, device=device)
+    torch._dynamo.reset()  # compiled as in a training process: this model alone, static shapes
+    built = {v: build_training_variant(work, v, device, sparse=v != "dense", backend=args.compile_backend)
+             for v in variants}
+    results: Dict[str, Dict[str, object]] = {}
+    for variant, (model, optimizer) in built.items():
+        first = timed_training_step(model, optimizer, x, precision, device)
+        results[variant] = {"first_s": first.wall, "timings": [], "load": [_load()]}
+    for rep in range(args.warmup + args.reps):
+        for variant, (model, optimizer) in built.items():
+            timing = timed_training_step(model, optimizer, x, precision, device)
+            if rep >= args.warmup:
+                results[variant]["timings"].append(timing)
+    for variant, (model, optimizer) in built.items():
+        results[variant]["peak_mib"] = peak_step_mib(model, optimizer, x, precision, device)
+        results[variant]["load"].append(_load())
+    return results
+
+
+def first_compiled_step_in_new_process(work: Workload, args: argparse.Namespace) -> float:
+    """Seconds of the compiled variant's first step in a fresh process (inductor's on-disk cache
+    of this process's compilation serves it where torch allows)."""
+    probe = json.dumps({"workload": asdict(work), "batch": args.batch, "threads": args.threads,
+                        "device": args.device, "backend": args.compile_backend})
+    command = [sys.executable, os.path.abspath(__file__), "--compile-probe", probe]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])["first_s"]
+
+
+def run_compile_probe(probe: Dict[str, object]) -> None:
+    """The subprocess side of ``first_compiled_step_in_new_process``: prints its figure as JSON."""
+    if probe["threads"]:
+        torch.set_num_threads(probe["threads"])
+    spec = probe["workload"]
+    work = Workload(**{**spec, "input_shape": tuple(spec["input_shape"])})
+    device = torch.device(probe["device"])
+    model, optimizer = build_training_variant(work, "compiled", device, backend=probe["backend"])
+    x = torch.randn(probe["batch"], *work.input_shape, device=device)
+    first = timed_training_step(model, optimizer, x, resolve_precision("auto", device), device)
+    print(json.dumps({"first_s": first.wall}))
+
+
+def run_compile_comparison(work: Workload, args: argparse.Namespace, device: torch.device) -> Dict[str, float]:
+    """``--compile``: eager / fused / compiled sparse steps of one workload; prints a block, returns figures."""
+    results = interleaved_steps(work, STEP_VARIANTS, args, device)
+    median = {v: {k: statistics.median(getattr(t, k) for t in r["timings"]) for k in ("wall", "cpu")}
+              for v, r in results.items()}
+    precision = resolve_precision("auto", device).dtype or "fp32"
+    print(f"== {work.key}: {work.model}, sparse, input (N={args.batch}, {', '.join(map(str, work.input_shape))}), "
+          f"mask ratio {work.mask_ratio}, {precision}")
+    figures: Dict[str, float] = {}
+    for v in STEP_VARIANTS:
+        timings = results[v]["timings"]
+        wall_ratio = median[v]["wall"] / median["eager"]["wall"]
+        cpu_ratio = median[v]["cpu"] / median["eager"]["cpu"]
+        print(f"  {v:8s} step {median[v]['wall']:.3f} s (median of {len(timings)}: "
+              f"{', '.join(f'{t.wall:.3f}' for t in timings)}), {wall_ratio:.3f} x eager; CPU time "
+              f"{median[v]['cpu']:.3f} s, {cpu_ratio:.3f} x eager; first step {results[v]['first_s']:.1f} s; "
+              f"load {' -> '.join(results[v]['load'])}"
+              + f"; peak memory {results[v]['peak_mib']:.0f} MiB")
+        figures[f"{work.key}_{v}_step_s"] = median[v]["wall"]
+        figures[f"{work.key}_{v}_cpu_s"] = median[v]["cpu"]
+        figures[f"{work.key}_{v}_first_step_s"] = results[v]["first_s"]
+        figures[f"{work.key}_{v}_peak_mib"] = results[v]["peak_mib"]
+        if v != "eager":
+            figures[f"{work.key}_{v}_over_eager_step"] = wall_ratio
+            figures[f"{work.key}_{v}_over_eager_cpu"] = cpu_ratio
+    figures[f"{work.key}_compile_s"] = results["compiled"]["first_s"] - median["compiled"]["wall"]
+    print(f"  compilation (first compiled step - median step): {figures[f'{work.key}_compile_s']:.1f} s")
+    if args.second_process:
+        second = first_compiled_step_in_new_process(work, args)
+        figures[f"{work.key}_compile_s_second_process"] = second - median["compiled"]["wall"]
+        print(f"  compilation in a second process: {figures[f'{work.key}_compile_s_second_process']:.1f} s")
+    if args.profile:
+        print_step_profiles(work, args, device)
+    return figures
+
+
+def print_step_profiles(work: Workload, args: argparse.Namespace, device: torch.device) -> None:
+    """torch.profiler table of one step of each ``STEP_VARIANTS`` (after two untimed ones)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    precision = resolve_precision("auto", device)
+    x = torch.randn(args.batch, *work.input_shape, device=device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    for variant in STEP_VARIANTS:
+        model, optimizer = build_training_variant(work, variant, device, backend=args.compile_backend)
+        for _ in range(2):
+            training_step(model, optimizer, x, precision)
+        with profile(activities=activities) as prof:
+            training_step(model, optimizer, x, precision)
+            synchronize(device)
+        print(f"-- profile: {work.key} {variant}, one step")
+        print(prof.key_averages().table(sort_by=sort_by, row_limit=args.profile))
+
+
 # -- report ---------------------------------------------------------------------------------
 
 def run_workload(work: Workload, args: argparse.Namespace, device: torch.device, peak_gflops: float) -> Dict[str, float]:
@@ -339,7 +532,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
                         help="also print a torch.profiler table of ROWS ops per variant")
     parser.add_argument("--no-flops", dest="flops", action="store_false", help="skip the fvcore count")
+    parser.add_argument("--compile", action="store_true",
+                        help="compare the sparse step eager / fused AdamW / TRAIN.COMPILE default instead")
+    parser.add_argument("--compile-backend", default="inductor", help="with --compile: the torch.compile backend")
+    parser.add_argument("--second-process", action="store_true",
+                        help="with --compile: also time the compilation in a fresh process (on-disk cache)")
     parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # internal, JSON
+    parser.add_argument("--compile-probe", default=None, help=argparse.SUPPRESS)  # internal, JSON
     return parser.parse_args(argv)
 
 
@@ -349,16 +548,22 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.memory_probe:
         run_memory_probe(json.loads(args.memory_probe))
         return
+    if args.compile_probe:
+        run_compile_probe(json.loads(args.compile_probe))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     peak = matmul_gflops(args.matmul_size, device)
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"fp32 matmul {args.matmul_size}^3: {peak:.0f} GFLOP/s; load average {_load()}")
-    figures: Dict[str, float] = {"matmul_gflops": peak, "batch": args.batch, "threads": torch.get_num_threads()}
+    figures: Dict[str, float] = {"matmul_gflops": peak, "batch": args.batch, "threads": torch.get_num_threads(),
+                                 "load_start": os.getloadavg()[0]}
     for work in workloads(args):
-        figures.update(run_workload(work, args, device, peak))
+        figures.update(run_compile_comparison(work, args, device) if args.compile else
+                       run_workload(work, args, device, peak))
     print(f"load average at the end {_load()}")
+    figures["load_end"] = os.getloadavg()[0]
     print(json.dumps(figures))
 
 

@@ -26,6 +26,8 @@ PRETRAIN_ONLY_PREFIXES = (
 
 STATE_DICT_ENTRIES = ("model", "state_dict")  # where checkpoints keep the weights, in this order
 DDP_PREFIX = "module."
+# Prefixes that wrappers put on every key: DDP's, and torch.compile's OptimizedModule's.
+WRAPPER_PREFIXES = (DDP_PREFIX, "_orig_mod.")
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -73,14 +75,19 @@ def non_finite_tensors(state: Mapping[str, Any]) -> List[str]:
 def model_state_dict(checkpoint: Mapping[str, Any]) -> Dict[str, torch.Tensor]:
     """The model weights of a checkpoint dict, whatever the common layout: its ``model`` entry
     (MAE, ours), its ``state_dict`` entry (Lightning and many scripts), or the dict itself (a bare
-    state dict); a ``module.`` prefix on every key (saved from a DDP wrapper) is removed."""
+    state dict); a ``module.`` or ``_orig_mod.`` prefix on every key (saved from a DDP or a
+    ``torch.compile`` wrapper, in any nesting) is removed."""
     key = next((k for k in STATE_DICT_ENTRIES if k in checkpoint), None)
     state = checkpoint[key] if key else checkpoint
     if not isinstance(state, Mapping):
         raise CheckpointError(f"checkpoint's {key!r} entry is not a state dict")
-    if state and all(k.startswith(DDP_PREFIX) for k in state):
-        return {k[len(DDP_PREFIX):]: v for k, v in state.items()}
-    return dict(state)
+    state = dict(state)
+    while state:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            break
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
 
 
 def check_finite(weights: Mapping[str, Any], path: PathLike) -> None:

@@ -26,6 +26,8 @@ RESOLVED_CONFIG_NAME = "config.yaml"
 DEPRECATED_KEYS = {"DATA.NUM_CLASSES": "MODEL.NUM_CLASSES"}
 # Keys that nothing reads any more (PySlowFast's TRAIN.ENABLE / TEST.ENABLE: here the tool is the job).
 REMOVED_KEYS = ("TRAIN.ENABLE", "TEST.ENABLE")
+# YAML reads off / on / no / yes as booleans: for these text keys a boolean stands for a word.
+BOOLEAN_WORDS = {"TRAIN.COMPILE": ("off", "default")}  # (False, True)
 _warned_keys: Set[str] = set()
 BASE_KEY = "_BASE_"  # a config file's parent config (fvcore's convention)
 
@@ -76,6 +78,10 @@ def get_cfg() -> CfgNode:
     cfg.TRAIN.BATCH_SIZE = 64  # global, across all ranks (PySlowFast)
     cfg.TRAIN.ACCUM_ITER = 1
     cfg.TRAIN.PRECISION = "auto"  # auto | fp32 | bf16 | fp16
+    # torch.compile of the model's forward (pretraining: forward + loss) in training and test:
+    # off | default | max-autotune (inductor modes); TRAIN.COMPILE_BACKEND: a torch.compile backend.
+    cfg.TRAIN.COMPILE = "off"
+    cfg.TRAIN.COMPILE_BACKEND = "inductor"
     cfg.TRAIN.CHECKPOINT_FILE_PATH = ""  # weights to start from
     cfg.TRAIN.CHECKPOINT_PERIOD = 1  # epochs between checkpoint-EPOCH.pth files
     cfg.TRAIN.KEEP_CHECKPOINTS = 0  # newest checkpoint-EPOCH.pth kept (older ones this run wrote are deleted); 0: all
@@ -99,6 +105,7 @@ def get_cfg() -> CfgNode:
     cfg.SOLVER.MOMENTUM = 0.9
     cfg.SOLVER.LAYER_DECAY = 1.0
     cfg.SOLVER.CLIP_GRAD = 0.0  # max grad norm; 0 disables clipping
+    cfg.SOLVER.FUSED = True  # AdamW / SGD as one fused kernel where torch has one for the device
 
     cfg.TEST = CfgNode()
     cfg.TEST.BATCH_SIZE = 8  # global, in videos (each with all its views)
@@ -190,6 +197,8 @@ def merge_checked(cfg: CfgNode, values: Dict[str, Any], *, source: str) -> None:
             continue
         if key not in valid:
             raise ConfigError(f"unknown config key {key!r} (from {source}){_suggestion(key, valid)}")
+        if isinstance(value, bool) and key in BOOLEAN_WORDS:
+            value = BOOLEAN_WORDS[key][value]
         node, leaf = _parent(cfg, key)
         node[leaf] = coerce_value(key, value, valid[key])
 

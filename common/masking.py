@@ -17,12 +17,33 @@ def _check_ratio(ratio: float) -> None:
         raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
 
 
+def _uniform_noise(shape: Sequence[int], device: Optional[torch.device],
+                   rng: Optional[torch.Generator]) -> torch.Tensor:
+    """``torch.rand(shape)`` from ``rng`` or the global generator. (torch.rand's overload with a
+    ``generator`` argument, even None, takes no symbolic sizes: a compiled forward whose batch
+    size became dynamic would fail there.)"""
+    if rng is None:
+        return torch.rand(*shape, device=device)
+    return torch.rand(*shape, device=device, generator=rng)
+
+
 def _masks_from_noise(noise: torch.Tensor, num_masked: int) -> torch.Tensor:
     """Per row, mask the ``num_masked`` positions of largest noise. (N, L) -> (N, L) float."""
     order = noise.argsort(dim=1)
     mask = torch.zeros_like(noise)
     mask.scatter_(1, order[:, noise.shape[1] - num_masked :], 1.0)
     return mask
+
+
+def kept_tokens(num_tokens: int, ratio: float) -> int:
+    """Tokens ``random_mask`` keeps visible: ``int(L * (1 - ratio))``."""
+    return int(num_tokens * (1 - ratio))
+
+
+def tube_kept_tokens(grid: Sequence[int], ratio: float) -> int:
+    """Tokens ``tube_mask`` keeps visible on a (t, h, w) grid: ``t * (h*w - int(ratio * h*w))``."""
+    t, h, w = grid
+    return t * (h * w - int(ratio * h * w))
 
 
 def random_mask(
@@ -35,9 +56,8 @@ def random_mask(
 ) -> torch.Tensor:
     """MAE random masking: per sample keep ``int(L * (1 - ratio))`` uniformly random tokens."""
     _check_ratio(ratio)
-    noise = torch.rand(batch_size, num_tokens, device=device, generator=rng)
-    num_keep = int(num_tokens * (1 - ratio))
-    return _masks_from_noise(noise, num_tokens - num_keep)
+    noise = _uniform_noise((batch_size, num_tokens), device, rng)
+    return _masks_from_noise(noise, num_tokens - kept_tokens(num_tokens, ratio))
 
 
 def tube_mask(
@@ -52,13 +72,18 @@ def tube_mask(
     masked positions per sample, repeated at every temporal position. Returns (N, t*h*w)."""
     _check_ratio(ratio)
     t, h, w = grid
-    noise = torch.rand(batch_size, h * w, device=device, generator=rng)
+    noise = _uniform_noise((batch_size, h * w), device, rng)
     spatial = _masks_from_noise(noise, int(ratio * h * w))
     return spatial[:, None, :].expand(batch_size, t, h * w).reshape(batch_size, t * h * w)
 
 
 class RandomMasking:
-    """Random (MAE) masking over the whole token grid, any dimensionality."""
+    """Random (MAE) masking over the whole token grid, any dimensionality.
+
+    ``num_visible(grid, ratio)`` tells how many tokens every mask keeps, without drawing one:
+    the model then needs no data-dependent count (``visible_indices``), which keeps a compiled
+    forward in one graph.
+    """
 
     def __init__(self, ratio: float = 0.75):
         _check_ratio(ratio)
@@ -70,9 +95,13 @@ class RandomMasking:
         ratio = self.ratio if ratio is None else ratio
         return random_mask(batch_size, math.prod(grid), ratio, device=device, rng=rng)
 
+    def num_visible(self, grid: Sequence[int], ratio: Optional[float] = None) -> int:
+        return kept_tokens(math.prod(grid), self.ratio if ratio is None else ratio)
+
 
 class TubeMasking:
-    """Tube masking on a (t, h, w) grid: the same spatial mask at every temporal position."""
+    """Tube masking on a (t, h, w) grid: the same spatial mask at every temporal position.
+    ``num_visible`` as for ``RandomMasking``."""
 
     def __init__(self, ratio: float = 0.9):
         _check_ratio(ratio)
@@ -85,6 +114,9 @@ class TubeMasking:
             raise ValueError(f"tube masking needs a (t, h, w) grid, got {tuple(grid)}")
         ratio = self.ratio if ratio is None else ratio
         return tube_mask(batch_size, grid, ratio, device=device, rng=rng)
+
+    def num_visible(self, grid: Sequence[int], ratio: Optional[float] = None) -> int:
+        return tube_kept_tokens(grid, self.ratio if ratio is None else ratio)
 
 
 def upsample_mask(mask: torch.Tensor, grid: Sequence[int], factor: Sequence[int]) -> torch.Tensor:
@@ -111,23 +143,31 @@ def block_wise_masks(
     return [upsample_mask(mask, grid, f) for f in upsampling]
 
 
-def visible_indices(mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def visible_indices(mask: torch.Tensor, num_visible: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Indices of the visible tokens and the permutation that restores the full order.
 
     ``mask``: (N, L), every row with the same number of visible tokens. Returns
     ``ids_keep`` (N, L_visible), visible tokens in raster order, and ``ids_restore`` (N, L)
     such that ``cat([visible, masked])`` gathered with it is back in raster order.
+    ``num_visible``: L_visible when the caller knows it (a mask generator's count); otherwise it
+    is read from the mask and checked (a host sync, and a graph break under ``torch.compile``).
     """
+    ids_shuffle = torch.argsort(mask, dim=1, stable=True)
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    if num_visible is None:
+        num_visible = _common_visible_count(mask)
+    return ids_shuffle[:, :num_visible], ids_restore
+
+
+def _common_visible_count(mask: torch.Tensor) -> int:
+    """The number of visible tokens of every row of ``mask`` (N, L); ValueError if rows differ."""
     num_visible = (mask == 0).sum(dim=1)
     if mask.numel() and not bool((num_visible == num_visible[0]).all()):
         raise ValueError(
             "every sample of a batch must have the same number of visible tokens, got "
             f"{num_visible.tolist()}"
         )
-    ids_shuffle = torch.argsort(mask, dim=1, stable=True)
-    ids_restore = torch.argsort(ids_shuffle, dim=1)
-    keep = int(num_visible[0]) if mask.numel() else 0
-    return ids_shuffle[:, :keep], ids_restore
+    return int(num_visible[0]) if mask.numel() else 0
 
 
 def check_mask(mask: torch.Tensor, batch_size: int, num_tokens: int) -> torch.Tensor:

@@ -21,6 +21,7 @@ from common.config import ConfigError
 from common.data import registered_datasets
 from common.engine.builders import build_model, clips_per_step
 from common.engine.checkpointing import find_resume_checkpoint
+from common.engine.compilation import COMPILE_MODES, INDUCTOR, compile_backends
 from common.engine.precision import PRECISIONS, resolve_precision
 from common.modality import discover_modalities, modality_of_config, modality_of_dataset
 from common.models import list_models
@@ -302,6 +303,18 @@ def check_run(cfg: CfgNode, job: str, world_size: int) -> List[str]:
     return problems
 
 
+def check_compile(cfg: CfgNode, job: str, world_size: int) -> List[str]:
+    """``TRAIN.COMPILE``: a mode; ``TRAIN.COMPILE_BACKEND``: a backend of this torch that has it."""
+    mode, backend = cfg.TRAIN.COMPILE, cfg.TRAIN.COMPILE_BACKEND
+    if mode not in COMPILE_MODES or mode == "off":
+        return _choice("TRAIN.COMPILE", mode, COMPILE_MODES)
+    problems = _choice("TRAIN.COMPILE_BACKEND", backend, compile_backends())
+    if mode != "default" and backend != INDUCTOR:
+        problems.append(_describe("TRAIN.COMPILE_BACKEND", backend, f"{INDUCTOR} (TRAIN.COMPILE {mode} is an "
+                                                                    f"{INDUCTOR} mode)"))
+    return problems
+
+
 def check_data(cfg: CfgNode, job: str, world_size: int) -> List[str]:
     """Dataset name, class count, sampling and decoding, normalisation statistics, the test views."""
     data = cfg.DATA
@@ -433,5 +446,5 @@ def check_dataset_sizes(cfg: CfgNode, job: str, datasets: Dict[str, Sized], worl
                 f"step ({world_size} rank(s)); lower them or add data")
 
 
-CHECKS: Tuple[Check, ...] = (check_model, check_masking, check_batches, check_schedule, check_choices, check_run,
+CHECKS: Tuple[Check, ...] = (check_model, check_masking, check_batches, check_schedule, check_choices, check_compile, check_run,
                              check_data, check_augmentation, check_files)

@@ -10,6 +10,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Dict, Iterator, List, Tuple
 
 from common.engine.cli import exit_with_user_error
+from common.engine.compilation import compile_model
 from common.engine.distributed import DistInfo, init_distributed, run_on_main, shutdown_distributed
 from common.engine.inference import LoadedModel, collect_inputs, load_run, read_input_list
 from common.errors import UserError
@@ -57,14 +58,17 @@ def check_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
 
 
 def load_from_args(args: argparse.Namespace, dist: DistInfo, **extra: Any) -> LoadedModel:
-    """``load_run`` with the command line's model and loader settings (``extra``: more config keys)."""
+    """``load_run`` with the command line's model and loader settings (``extra``: more config keys),
+    compiled as the run's ``TRAIN.COMPILE`` says."""
     overrides: Dict[str, Any] = dict(extra)
     if args.batch_size is not None:
         overrides["TEST.BATCH_SIZE"] = args.batch_size * dist.world_size  # TEST.BATCH_SIZE is global
     if args.workers is not None:
         overrides["DATA_LOADER.NUM_WORKERS"] = args.workers
-    return load_run(args.run, checkpoint=args.checkpoint, model_name=args.model, overrides=overrides,
-                    device=dist.device)
+    loaded = load_run(args.run, checkpoint=args.checkpoint, model_name=args.model, overrides=overrides,
+                      device=dist.device)
+    compile_model(loaded.model, loaded.cfg.TRAIN.COMPILE, backend=loaded.cfg.TRAIN.COMPILE_BACKEND)  # the run's
+    return loaded
 
 
 def input_files(inputs: List[str], list_file: str, loaded: LoadedModel) -> List[Tuple[str, str]]:

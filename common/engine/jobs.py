@@ -23,6 +23,7 @@ from common.data import batch_inputs, build_dataset, build_mixup
 from common.data.class_count import resolve_num_classes
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
                                     clips_per_step, train_sampler, with_classifier_weights)
+from common.engine.compilation import compile_model
 from common.engine.config_checks import check_dataset_sizes, validate_config
 from common.engine.checkpoint_budget import (CheckpointPlan, check_disk_space, checkpoint_plan, epoch_outputs,
                                              save_epoch_checkpoints, write_epoch_copies)
@@ -168,7 +169,7 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str
     lr = scaled_lr(cfg.SOLVER.BASE_LR, clips_per_step(cfg))
     optimizer = build_optimizer(model, method=cfg.SOLVER.OPTIMIZING_METHOD, lr=lr,
                                 weight_decay=cfg.SOLVER.WEIGHT_DECAY, layer_decay=cfg.SOLVER.LAYER_DECAY,
-                                betas=cfg.SOLVER.BETAS, momentum=cfg.SOLVER.MOMENTUM)
+                                betas=cfg.SOLVER.BETAS, momentum=cfg.SOLVER.MOMENTUM, fused=cfg.SOLVER.FUSED)
     state = TrainState(model=model, optimizer=optimizer, scaler=precision.grad_scaler())
     if resume:
         path, saved = resume
@@ -179,6 +180,7 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str
         restore_epoch_outputs(cfg, saved, dist)
     if state.position.epoch >= cfg.SOLVER.MAX_EPOCH:
         return finished_run_record(cfg)
+    compile_model(model, cfg.TRAIN.COMPILE, backend=cfg.TRAIN.COMPILE_BACKEND)  # in place, before DDP wraps it
     if dist.world_size > 1:
         state.model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
     conf = StepConfig(
@@ -312,7 +314,7 @@ def run_test(cfg: CfgNode, dist: DistInfo, dataset: Dataset) -> Dict[str, Any]:
     path = resolve_test_checkpoint(cfg)
     weights = model_state_dict(safe_load(path))
     model = with_classifier_weights(build_model(cfg, pretraining=False, crop_size=cfg.DATA.TEST_CROP_SIZE), weights)
-    model.to(dist.device)
+    compile_model(model.to(dist.device), cfg.TRAIN.COMPILE, backend=cfg.TRAIN.COMPILE_BACKEND)
     loader = build_eval_loader(cfg, dataset, dist)
     save_resolved_config(cfg, dist, TEST_CONFIG_NAME)
     local = predict_videos(model, loader, inputs_of=batch_inputs, device=dist.device,

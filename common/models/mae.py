@@ -38,7 +38,9 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
         norm_pix_loss: normalise each target patch (per tube and channel for videos).
         mask_ratio: default ratio of the mask generator.
         mask_generator: callable ``(batch, grid, ratio=, device=) -> (N, L)``; default random
-            masking for images, tube masking for videos.
+            masking for images, tube masking for videos. A generator with a method
+            ``num_visible(grid, ratio) -> int`` (the defaults) spares the forward a
+            data-dependent count of the visible tokens, so a compiled forward is one graph.
         masked_conv: zero masked positions before the depthwise convs (the paper's masked
             convolution); off only for the ablation.
         multi_scale_decoder: add the stride-convolved stage-1/2 features to the encoder
@@ -137,6 +139,11 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
         ratio = self.mask_ratio if mask_ratio is None else mask_ratio
         return self.mask_generator(batch_size, self.mask_grid, ratio=ratio, device=device)
 
+    def generated_visible_count(self, mask_ratio: Optional[float] = None) -> Optional[int]:
+        """Visible tokens of every ``random_masking`` mask, if the generator tells (else None)."""
+        count = getattr(self.mask_generator, "num_visible", None)
+        return None if count is None else count(self.mask_grid, self.mask_ratio if mask_ratio is None else mask_ratio)
+
     def _visible_maps(self, mask: torch.Tensor, dtype: torch.dtype):
         """Stage-1/2 visibility (N, *grid_k, 1) of a stage-3 mask, or None without masked conv."""
         if not self.masked_conv:
@@ -145,9 +152,11 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
         return (1.0 - m1)[..., None].to(dtype), (1.0 - m2)[..., None].to(dtype)
 
     # -- encoder / decoder / loss --------------------------------------------------------------
-    def forward_encoder(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Block-wise masked encoding. ``mask`` (N, L) -> latent (N, L_visible, C3), ids_restore."""
-        ids_keep, ids_restore = visible_indices(mask)
+    def forward_encoder(self, x: torch.Tensor, mask: torch.Tensor,
+                        num_visible: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Block-wise masked encoding. ``mask`` (N, L) -> latent (N, L_visible, C3), ids_restore.
+        ``num_visible``: L_visible if known (else counted from the mask, see ``visible_indices``)."""
+        ids_keep, ids_restore = visible_indices(mask, num_visible)
         if self.sparse_conv and self.masked_conv:
             tokens, fusion = self._visible_features_sparse(x, ids_keep)
         else:
@@ -223,14 +232,16 @@ class MaskedAutoencoderConvViT(ConvViTBackbone):
         ``mask`` (N, L over ``mask_grid``, 1 = masked) replaces the random one when given.
         """
         n = x.shape[0]
+        num_visible = None
         if mask is None:
             mask = self.random_masking(n, mask_ratio, device=x.device)
+            num_visible = self.generated_visible_count(mask_ratio)
         else:
             mask = check_mask(mask.to(x.device), n, math.prod(self.mask_grid))
         if self.masking == "input_token":
             loss, pred = self._forward_input_token(x, mask)
             return loss, pred, mask
-        latent, ids_restore = self.forward_encoder(x, mask)
+        latent, ids_restore = self.forward_encoder(x, mask, num_visible)
         loss, pred = self._decode(x, latent, ids_restore, mask)
         return loss, pred, mask
 

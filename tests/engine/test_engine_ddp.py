@@ -1,6 +1,7 @@
 """Data-parallel runs on 2 CPU ranks (torchrun, gloo) against what one process computes:
-pretraining ends with the weights of a one-process run of the same global batch, and the
-multi-view test loads every video on exactly one rank and reports exact metrics."""
+pretraining ends with the weights of a one-process run of the same global batch (also compiled,
+stopped and resumed), and the multi-view test loads every video on exactly one rank and reports
+exact metrics."""
 import csv
 import json
 import os
@@ -15,8 +16,8 @@ from torch import nn
 from common.checkpoint import atomic_save, safe_load
 from common.engine.builders import build_model
 from common.engine.jobs import run_job
-from tests.engine.ddp_jobs import (TEST_CLASSES, multiview_test_cfg, pretrain_cfg, register_recording_dataset,
-                                   register_shared_mask_model)
+from tests.engine.ddp_jobs import (TEST_CLASSES, interrupted_then_resumed, multiview_test_cfg, pretrain_cfg,
+                                   register_recording_dataset, register_shared_mask_model)
 
 REPO = Path(__file__).resolve().parents[2]
 # The classifier predicts from its head bias alone (head weight 0): class scores in the order
@@ -73,10 +74,28 @@ def test_ddp_pretraining_ends_with_the_one_process_weights(two_rank_run, tmp_pat
     for epoch in range(2):  # each epoch the ranks share the 16 toy clips, each clip once
         assert sorted(rank0[8 * epoch:8 * epoch + 8] + rank1[8 * epoch:8 * epoch + 8]) == list(range(16))
     run_job("pretrain", pretrain_cfg(tmp_path / "one", start))
-    weights = safe_load(start)["model"]
-    one_state, ddp_state = (safe_load(d / "checkpoint-last.pth") for d in (tmp_path / "one", ddp))
-    assert one_state["iteration"] == ddp_state["iteration"] == 4
     torch.testing.assert_close(_epoch_losses(ddp), _epoch_losses(tmp_path / "one"), rtol=1e-5, atol=0)
+    _assert_same_training(ddp, tmp_path / "one", start)
+
+
+@pytest.mark.slow
+def test_compiled_ddp_pretraining_resumes_to_the_one_process_weights(two_rank_run, tmp_path):
+    """TRAIN.COMPILE on 2 ranks (the model compiled, then wrapped in DDP: dynamo's DDPOptimizer),
+    stopped after 3 of 4 steps and resumed, against one eager process stopped and resumed alike."""
+    ddp, start = two_rank_run / "compiled", two_rank_run / "start.pth"
+    for rank in (0, 1):  # graphs compiled so far after each step: all at the first step (DDPOptimizer
+        # splits the graph at DDP's bucket boundaries), none after, nor for the resumed run's new model
+        counts = [int(c) for c in (ddp / f"compiled-graphs-rank{rank}.txt").read_text().split()]
+        assert len(counts) == 4 and counts[0] >= 1 and set(counts) == {counts[0]}
+    interrupted_then_resumed(pretrain_cfg(tmp_path / "one", start))
+    _assert_same_training(ddp, tmp_path / "one", start)
+
+
+def _assert_same_training(ddp: Path, one_process: Path, start: Path) -> None:
+    weights = safe_load(start)["model"]
+    one_state, ddp_state = (safe_load(d / "checkpoint-last.pth") for d in (one_process, ddp))
+    assert one_state["iteration"] == ddp_state["iteration"] == 4
+    assert list(ddp_state["model"]) == list(weights)  # plain keys: no "module." nor "_orig_mod."
     one, two = ({k: v - weights[k] for k, v in s["model"].items()} for s in (one_state, ddp_state))
     trained = [k for k in one if one[k].abs().max() > 0]
     assert "blocks3.0.attn.qkv.weight" in trained and "decoder_pred.weight" in trained

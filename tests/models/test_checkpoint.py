@@ -60,6 +60,15 @@ def test_model_state_dict_takes_model_entry_or_whole_dict():
         model_state_dict({"model": 3})
 
 
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod.", "_orig_mod.module.", "module._orig_mod."])
+def test_model_state_dict_drops_the_prefixes_of_ddp_and_torch_compile(prefix):
+    """``torch.compile(model).state_dict()`` keys start with ``_orig_mod.``, DDP's with ``module.``."""
+    weights = {"blocks.0.weight": 1, "head.bias": 2}
+    assert model_state_dict({"model": {prefix + k: v for k, v in weights.items()}}) == weights
+    partly = {"module.a": 1, "b": 2}  # a key without the prefix: a model's own names, kept
+    assert model_state_dict(partly) == partly
+
+
 def test_classifier_state_drops_pretraining_keys():
     mae, clf = tiny_image_mae(), tiny_image_classifier()
     state = classifier_state_from_pretraining(mae.state_dict(), clf)

@@ -38,6 +38,17 @@ def test_generators_use_their_default_ratio_and_override():
         TubeMasking()(1, (4, 4))
 
 
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 0.5, 0.75, 0.9, 0.99])
+@pytest.mark.parametrize("grid", [(7, 7), (2, 14, 14), (8, 5, 3)])
+def test_generators_tell_their_visible_count_without_drawing(grid, ratio):
+    """``num_visible`` is what every drawn mask keeps (the compiled forward relies on it)."""
+    generators = [RandomMasking(0.6)] + ([TubeMasking(0.6)] if len(grid) == 3 else [])
+    for generator in generators:
+        mask = generator(3, grid, ratio=ratio)
+        assert ((mask == 0).sum(1) == generator.num_visible(grid, ratio)).all(), generator
+        assert ((generator(2, grid) == 0).sum(1) == generator.num_visible(grid)).all()  # default ratio
+
+
 @pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5])
 def test_ratio_outside_unit_interval_is_refused(ratio):
     with pytest.raises(ValueError, match="mask ratio"):
@@ -68,6 +79,13 @@ def test_visible_indices_and_restore():
     tokens = torch.arange(8.0).reshape(2, 4, 1)
     shuffled = torch.gather(tokens, 1, torch.argsort(mask, dim=1, stable=True)[..., None])
     assert torch.equal(torch.gather(shuffled, 1, ids_restore[..., None]), tokens)
+
+
+def test_visible_indices_with_a_known_count_equals_the_counted_one():
+    mask = tube_mask(3, (2, 4, 4), 0.75)
+    expected = visible_indices(mask)
+    given = visible_indices(mask, num_visible=8)
+    assert all(torch.equal(a, b) for a, b in zip(given, expected))
 
 
 def test_visible_indices_refuses_uneven_rows():

@@ -47,3 +47,31 @@ def test_step_times_and_memory_probe(bench):
     assert {k: len(v) for k, v in times.items()} == {"dense": 2, "sparse": 2}
     memory = bench.step_memory(_video(bench), "sparse", args, torch.device("cpu"))  # a subprocess
     assert 0 < memory["peak_mib"] < memory["process_peak_mib"]
+
+
+@pytest.mark.slow
+def test_compile_comparison_reports_the_issue_keys(bench, capsys):
+    """``--compile``: eager / fused / compiled steps alternate; ratios relative to the eager step,
+    compilation apart (``aot_eager`` here: inductor's C++ build is a benchmark's business)."""
+    args = argparse.Namespace(batch=2, warmup=0, reps=2, compile_backend="aot_eager", second_process=False,
+                              profile=0)
+    figures = bench.run_compile_comparison(_video(bench), args, torch.device("cpu"))
+    for variant in ("fused", "compiled"):
+        ratio = figures[f"video_{variant}_over_eager_step"]
+        assert ratio == figures[f"video_{variant}_step_s"] / figures["video_eager_step_s"] > 0
+    assert figures["video_compile_s"] == pytest.approx(figures["video_compiled_first_step_s"]
+                                                       - figures["video_compiled_step_s"])
+    assert all(figures[f"video_{v}_peak_mib"] > 0 for v in bench.STEP_VARIANTS)
+    assert "compiled step" in capsys.readouterr().out
+
+
+def test_training_variants_are_built_as_the_engine_builds_them(bench):
+    from common.engine.compilation import is_compiled
+
+    built = {v: bench.build_training_variant(_video(bench), v, torch.device("cpu"), backend="aot_eager")
+             for v in bench.STEP_VARIANTS}
+    assert [bool(g["fused"]) for g in built["eager"][1].param_groups] == [False, False]
+    assert all(g["fused"] for v in ("fused", "compiled") for g in built[v][1].param_groups)
+    assert [is_compiled(m) for m, _ in built.values()] == [False, False, True]
+    weights = [m.state_dict() for m, _ in built.values()]  # same seed: same initial weights
+    assert all(torch.equal(weights[0][k], w[k]) for w in weights[1:] for k in weights[0])

@@ -1,27 +1,14 @@
 """The sparse (visible-only) pretraining path against the dense masked path, and the
-model's fast-path features: fused attention, checkpointing, torch.compile, bf16 autocast."""
-import os
-
+model's fast-path features: fused attention, checkpointing, bf16 autocast (torch.compile:
+test_compile.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.models.tiny import TINY_DECODER, tiny_image_mae, tiny_video_mae
-
-SMALL = dict(embed_dim=(16, 24, 32), depth=(1, 1, 1), num_heads=2, mlp_ratio=(2, 2, 2), **TINY_DECODER)
-BUILDERS = {
-    "image": lambda **kw: tiny_image_mae(**{**SMALL, "img_size": 64, **kw}),
-    "video": lambda **kw: tiny_video_mae(**{**SMALL, **kw}),
-}
-
-
-def _randomize(model: nn.Module) -> nn.Module:
-    """Non-trivial biases and norms, so that every parameter shapes the result."""
-    for p in model.parameters():
-        if p.requires_grad and p.dim() == 1:
-            nn.init.normal_(p, std=0.2)
-    return model
+from tests.models.tiny import SMALL_BUILDERS as BUILDERS
+from tests.models.tiny import assert_relative_close as _assert_relative
+from tests.models.tiny import randomize_vectors as _randomize
 
 
 def _run(model: nn.Module, x: torch.Tensor, mask: torch.Tensor, sparse: bool):
@@ -35,12 +22,6 @@ def _run(model: nn.Module, x: torch.Tensor, mask: torch.Tensor, sparse: bool):
     objective.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     return loss.detach(), pred.detach(), grads
-
-
-def _assert_relative(actual: torch.Tensor, expected: torch.Tensor, tol: float = 1e-4) -> None:
-    """Elementwise, relative to the largest magnitude of the reference."""
-    scale = expected.abs().max().clamp_min(1e-12)
-    torch.testing.assert_close(actual / scale, expected / scale, rtol=tol, atol=tol)
 
 
 def _assert_equivalent(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> None:
@@ -129,39 +110,3 @@ def test_bf16_autocast_matches_float32():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     torch.testing.assert_close(loss_bf16.float(), loss, rtol=5e-2, atol=5e-2)
     torch.testing.assert_close(pred_bf16.float(), pred, rtol=0.1, atol=0.1)
-
-
-def _eager_and_compiled(**compile_kwargs):
-    """The sparse video model's eager (loss, pred, grads) and, after ``torch.compile(**compile_kwargs)``
-    on the same input and mask, the compiled loss, pred and the model (its grads from the compiled run)."""
-    model = _randomize(BUILDERS["video"]())
-    x = torch.randn(2, 3, *model.input_size)
-    mask = model.random_masking(2)
-    loss, pred, grads = _run(model, x, mask, sparse=True)
-    model.zero_grad(set_to_none=True)
-    loss_c, pred_c, _ = torch.compile(model, **compile_kwargs)(x, mask=mask)
-    head = torch.randn(pred.shape, generator=torch.Generator().manual_seed(1))
-    ((pred_c * head).mean() + loss_c).backward()
-    return (loss, pred, grads), (loss_c, pred_c, model)
-
-
-@pytest.mark.slow
-def test_torch_compile_matches_eager():
-    # aot_eager: dynamo + AOTAutograd, no C++ build
-    (loss, pred, grads), (loss_c, pred_c, model) = _eager_and_compiled(backend="aot_eager")
-    torch.testing.assert_close(loss_c, loss)
-    torch.testing.assert_close(pred_c, pred)
-    for name, p in model.named_parameters():
-        if name in grads:
-            torch.testing.assert_close(p.grad, grads[name])
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("TEST_INDUCTOR"), reason="~40 s of C++ compilation on 2 cores; set TEST_INDUCTOR=1")
-def test_torch_compile_inductor_matches_eager():
-    (loss, pred, grads), (loss_c, pred_c, model) = _eager_and_compiled()
-    torch.testing.assert_close(loss_c, loss, rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(pred_c, pred, rtol=1e-4, atol=1e-5)
-    for name, p in model.named_parameters():
-        if name in grads:
-            _assert_relative(p.grad, grads[name])

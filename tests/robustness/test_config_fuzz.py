@@ -98,6 +98,8 @@ WRONG: List[Wrong] = [
     Wrong("TRAIN.KEEP_CHECKPOINTS", negative_ints()),
     Wrong("TRAIN.WEIGHTS_PERIOD", negative_ints()),
     Wrong("TRAIN.MAX_REWINDS", negative_ints()),
+    Wrong("TRAIN.COMPILE", ("fast", "max_autotune")),
+    Wrong("TRAIN.COMPILE_BACKEND", ("no_such_backend",), needs=("TRAIN.COMPILE", "default")),
     Wrong("SOLVER.OPTIMIZING_METHOD", ("adam", "AdamW")),
     Wrong("SOLVER.BASE_LR", ("0.0", *below(0.0))),
     Wrong("SOLVER.MIN_LR", ("-1e-6", "1.0")),  # 1.0: above the peak lr, the "decay" would rise
@@ -161,7 +163,7 @@ FREE_KEYS: Dict[str, str] = {
     **{key: "a switch" for key in (
         "OVERWRITE", "DETERMINISTIC", "MODEL.GLOBAL_POOL", "MODEL.USE_CHECKPOINT", "MODEL.MULTI_SCALE_DECODER",
         "MODEL.SPARSE_CONV", "MAE.NORM_PIX_LOSS", "TRAIN.AUTO_RESUME", "LOG.TENSORBOARD", "DATA.DECODE_FALLBACK",
-        "DATA.RANDOM_FLIP", "AUG.ENABLE", "MIXUP.ENABLE", "DATA_LOADER.PIN_MEMORY")},
+        "DATA.RANDOM_FLIP", "AUG.ENABLE", "MIXUP.ENABLE", "DATA_LOADER.PIN_MEMORY", "SOLVER.FUSED")},
     "DATA.PATH_PREFIX": "any folder; a wrong one leaves the listed files missing",
     "DATA.PATH_LABEL_SEPARATOR": "any text; the list reader names a line it cannot split",
 }
