@@ -37,8 +37,9 @@ import subprocess
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from common.config import flatten_config
 from common.errors import UserError
 from common.files import (LOCK_FILE, LockHeldError, atomic_write_json, exclusive_lock_or_fail,
                           remove_engine_temp_files)
@@ -142,14 +143,6 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _flat(settings: Dict[str, Any], prefix: str = "") -> Iterator[Tuple[str, Any]]:
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            yield from _flat(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
 def _some(items: Sequence[str], limit: int = 3) -> str:
     more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
     return ", ".join(items[:limit]) + more
@@ -159,7 +152,7 @@ def differences(saved: Manifest, now: Manifest) -> List[str]:
     """``KEY: saved A, now B`` for each setting that differs, and what changed in the inputs."""
     if saved.tool != now.tool:
         return [f"tool: saved {saved.tool!r}, now {now.tool!r}"]
-    before, after = dict(_flat(_plain(saved.settings))), dict(_flat(_plain(now.settings)))
+    before, after = dict(flatten_config(_plain(saved.settings))), dict(flatten_config(_plain(now.settings)))
     found = [f"{key}: saved {before.get(key)!r}, now {after.get(key)!r}"
              for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
     if list(saved.inputs) != list(now.inputs):

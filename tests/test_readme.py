@@ -1,4 +1,5 @@
-"""Every ```python block of README.md runs as written: standalone, in a fresh interpreter, from a
+"""Every ```python block of README.md, and of the docs whose examples moved there from the README
+(docs/models.md, docs/inference.md), runs as written: standalone, in a fresh interpreter, from a
 folder that looks like a checkout to it (``configs/`` linked in, nothing else), with only the
 repository on the path; what a block writes stays in that temp folder."""
 from __future__ import annotations
@@ -27,7 +28,9 @@ def run_block(code: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=TIMEOUT_S)
 
 
+RUNNABLE_DOCS = ("README.md", "docs/models.md", "docs/inference.md")
 README_BLOCKS = python_blocks((ROOT / "README.md").read_text())
+DOC_BLOCKS = [(doc, i + 1, code) for doc in RUNNABLE_DOCS for i, code in enumerate(python_blocks((ROOT / doc).read_text()))]
 
 
 def test_the_readme_has_python_blocks_and_they_are_extracted_whole():
@@ -43,8 +46,8 @@ def test_a_raising_block_is_reported(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("code", README_BLOCKS, ids=[f"block{i + 1}" for i in range(len(README_BLOCKS))])
-def test_readme_python_block_runs(code, tmp_path):
+@pytest.mark.parametrize("doc, number, code", DOC_BLOCKS, ids=[f"{doc}:block{n}" for doc, n, _ in DOC_BLOCKS])
+def test_readme_python_block_runs(doc, number, code, tmp_path):
     os.symlink(ROOT / "configs", tmp_path / "configs")  # the README's commands run from the repo root
     result = run_block(code, tmp_path)
-    assert result.returncode == 0, f"README block failed:\n{code}\n--- stderr ---\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, f"{doc} block {number} failed:\n{code}\n--- stderr ---\n{result.stderr[-3000:]}"

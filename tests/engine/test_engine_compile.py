@@ -14,7 +14,6 @@ import torch._dynamo
 
 from common.checkpoint import safe_load
 from common.config import ConfigError, load_config
-from common.engine import trainer
 from common.engine.builders import build_model
 from common.engine.compilation import compile_model, is_compiled
 from common.engine.config_checks import validate_config
@@ -23,7 +22,7 @@ from common.engine.inference import load_run
 from common.engine.inference_cli import load_from_args
 from common.engine.jobs import run_job
 from tests.engine.counting_backend import COMPILED_GRAPHS, COUNTING_BACKEND, register_counting_backend
-from tests.engine.toy_data import DEMO, toy_cfg
+from tests.engine.toy_data import DEMO, preempt_after_steps, toy_cfg
 from tests.robustness.helpers import epoch_losses
 
 COMPILED = ("TRAIN.COMPILE", "default", "TRAIN.COMPILE_BACKEND", COUNTING_BACKEND)
@@ -64,14 +63,7 @@ def test_compiled_run_resumes_mid_epoch_as_the_uninterrupted_run(tmp_path, monke
     """Stopped by a preemption request after step 3 of 4, then resumed: both compiled."""
     args = (*COMPILED, "DETERMINISTIC", "True")
     run_job("pretrain", toy_cfg("video_pretrain", tmp_path / "reference", *args))
-    steps = []
-    real_step = trainer._optimizer_step
-
-    def counting_step(*a, **k):
-        steps.append(1)
-        return real_step(*a, **k)
-    monkeypatch.setattr(trainer, "_optimizer_step", counting_step)
-    monkeypatch.setattr(trainer, "_preempt_requested", lambda preemption: len(steps) == 3)
+    preempt_after_steps(monkeypatch, 3)
     with pytest.raises(SystemExit):
         run_job("pretrain", toy_cfg("video_pretrain", tmp_path / "run", *args))
     monkeypatch.undo()

@@ -82,3 +82,18 @@ def real_overrides(output_dir: Path, data_dir: Path, *extra: str) -> List[str]:
 def real_cfg(recipe: str, output_dir: Path, data_dir: Path, *extra: str):
     """``configs/demo/<recipe>.yaml`` on generated media."""
     return load_config(str(DEMO / f"{recipe}.yaml"), real_overrides(output_dir, data_dir, *extra))
+
+
+def preempt_after_steps(monkeypatch, count: int) -> None:
+    """Make the training loop see a preemption request once ``count`` optimizer steps are done (it
+    then checkpoints and exits, as on SIGTERM)."""
+    from common.engine import trainer
+
+    steps = []
+    real_step = trainer._optimizer_step
+
+    def counting_step(*args, **kwargs):
+        steps.append(1)
+        return real_step(*args, **kwargs)
+    monkeypatch.setattr(trainer, "_optimizer_step", counting_step)
+    monkeypatch.setattr(trainer, "_preempt_requested", lambda preemption: len(steps) == count)

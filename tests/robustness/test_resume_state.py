@@ -7,11 +7,10 @@ import pytest
 import torch
 
 from common.checkpoint import CheckpointError
-from common.engine import trainer
 from common.engine.builders import build_model
 from common.engine.checkpointing import load_initial_weights
 from common.engine.jobs import run_job
-from tests.engine.toy_data import toy_cfg
+from tests.engine.toy_data import preempt_after_steps, toy_cfg
 from tests.robustness.helpers import epoch_losses, load_all_checkpoints, same_weights
 
 CORRUPTIONS = {"truncated": lambda data: data[: len(data) // 2], "empty": lambda data: b""}
@@ -56,14 +55,7 @@ def test_mid_epoch_resume_logs_the_epoch_figures_of_the_uninterrupted_run(tmp_pa
     args = ("DETERMINISTIC", "True", "LOG.PERIOD", "1")
     run_job("pretrain", toy_cfg("video_pretrain", tmp_path / "reference", *args))
     run = tmp_path / "run"
-    steps = []
-    real_step = trainer._optimizer_step
-
-    def counting_step(*a, **k):
-        steps.append(1)
-        return real_step(*a, **k)
-    monkeypatch.setattr(trainer, "_optimizer_step", counting_step)
-    monkeypatch.setattr(trainer, "_preempt_requested", lambda preemption: len(steps) == 3)
+    preempt_after_steps(monkeypatch, 3)
     with pytest.raises(SystemExit) as stopped:
         run_job("pretrain", toy_cfg("video_pretrain", run, *args))
     assert stopped.value.code == 0
