@@ -48,13 +48,14 @@ sys.path.insert(0, str(BENCHMARKS))
 
 from common.config import load_config  # noqa: E402
 from common.data import batch_inputs, build_dataset  # noqa: E402
+from common.data.lists import read_list  # noqa: E402
 from common.engine.builders import build_train_loader  # noqa: E402
 from common.engine.demo import FINETUNE_CONFIG, PRETRAIN_CONFIG, ensure_synthetic_dataset  # noqa: E402
 from common.engine.distributed import DistInfo  # noqa: E402
 from common.engine.inference import load_run  # noqa: E402
 from common.engine.precision import resolve_precision  # noqa: E402
+from common.files import build_folder_atomically, read_json_lines  # noqa: E402
 from common.process_settings import configure_process  # noqa: E402
-from common.visualization import read_json_lines  # noqa: E402
 from pretrain_step import Workload, interleaved_steps, synchronize  # noqa: E402
 from videoconvmae.data.synthetic import write_motion_dataset  # noqa: E402
 
@@ -103,13 +104,15 @@ def check_steps(args: argparse.Namespace, device: torch.device) -> Dict[str, flo
 
 # -- 2. data ----------------------------------------------------------------------------------------
 
-def make_data(folder: Path, tiny: bool) -> Path:
-    """The demo's synthetic motion videos (kinetics layout) in ``folder``, or a few tiny ones."""
-    if not folder.exists():
-        if tiny:
-            write_motion_dataset(folder, "kinetics", progress=False, **TINY_DATA)
-        else:
-            ensure_synthetic_dataset(load_config(str(PRETRAIN_CONFIG), ["DATA.PATH_TO_DATA_DIR", str(folder)]))
+def make_data(output_dir: Path, tiny: bool) -> Path:
+    """The demo's synthetic motion videos (kinetics layout) in ``output_dir/data``, or a few tiny ones
+    in ``output_dir/data-tiny`` (one folder per size: a ``--tiny`` run never tests on the full set or
+    the other way), built whole or not at all (a killed run leaves no half dataset)."""
+    if not tiny:
+        folder = output_dir / "data"
+        return ensure_synthetic_dataset(load_config(str(PRETRAIN_CONFIG), ["DATA.PATH_TO_DATA_DIR", str(folder)]))
+    folder = output_dir / "data-tiny"
+    build_folder_atomically(folder, lambda target: write_motion_dataset(target, "kinetics", progress=False, **TINY_DATA))
     return folder
 
 
@@ -161,9 +164,8 @@ def run_tool(tool: str, cfg_file: Path, overrides: Sequence[str], nproc: int, lo
 
 
 def listed_test_videos(data: Path) -> List[str]:
-    """The test videos of a kinetics-layout folder, from its ``test.csv`` (``path label`` lines)."""
-    lines = (data / "test.csv").read_text().splitlines()
-    return sorted(str((data / line.rsplit(maxsplit=1)[0]).resolve()) for line in lines if line.strip())
+    """The test videos of a kinetics-layout folder, from its ``test.csv``, read as the datasets read it."""
+    return sorted(str(Path(entry.path).resolve()) for entry in read_list(data / "test.csv", require_labels=True))
 
 
 def prediction_checks(rows: List[Dict[str, str]], results: Dict[str, Any], expected: List[str],
@@ -264,7 +266,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     if "steps" not in args.skip:
         report.update(check_steps(args, device))
-    data = make_data(args.output_dir / "data", args.tiny)
+    data = make_data(args.output_dir, args.tiny)
     if "loader" not in args.skip:
         cfg = load_config(str(PRETRAIN_CONFIG), chain_overrides(args, data, 1))
         report.update(check_loader(cfg, device, batches=8 if args.tiny else 50))

@@ -3,9 +3,12 @@
 Every figure the README and docs/performance.md quote comes from one of these records, so it
 can say what made it: ``docs/measurements/NAME.json`` holds the command, the figures (the
 command's last output line, one JSON object, or the JSON file given by ``--results-file``), the
-code (commit, uncommitted changes or not, torch version, the sha256 of the script it ran), the machine (CPU model, cores, memory)
-and the load average around the run. ``tests/test_readme_figures.py`` checks that every figure
-the README quotes equals its record and that the key is still printed by the current code.
+code (commit, uncommitted changes or not, torch version, the sha256 of the script it ran and one
+sha256 of the package's tracked Python files, which also names an uncommitted tree), the machine
+(CPU model, cores, memory) and the load average around the run. ``tests/test_readme_front_page.py``
+checks that every figure the README quotes equals its record and that the script that printed it
+is unchanged. A results file must be written by the command (an older one is refused), and every
+refusal is one line; nothing is recorded then and an earlier record stays.
 
 Usage (from the repository root):
     python benchmarks/record.py pretrain_step -- python benchmarks/pretrain_step.py --batch 2
@@ -93,6 +96,49 @@ def script_hashes(command: Sequence[str]) -> Dict[str, str]:
     return hashes
 
 
+PACKAGE_FOLDERS = ("common", "imageconvmae", "videoconvmae", "tools", "benchmarks")
+
+
+def package_hash() -> Optional[str]:
+    """One sha256 over the path and content of every Python file git tracks in the package folders
+    (as they are on disk, uncommitted changes included); None outside a git checkout."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--", *PACKAGE_FOLDERS], cwd=REPO, capture_output=True,
+                                check=True).stdout.decode().split("\0")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    digest = hashlib.sha256()
+    for name in sorted(name for name in listed if name.endswith(".py") and (REPO / name).is_file()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256((REPO / name).read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def file_stamp(path: Optional[str]) -> Optional[tuple]:
+    """(modification time in ns, size) of ``path``, or None when there is no such file."""
+    try:
+        stat = os.stat(path) if path else None
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size) if stat else None
+
+
+def read_results_file(path: str, stamp_before: Optional[tuple]) -> Dict[str, Any]:
+    """The JSON object in ``path``, which the command must have written; ``ValueError`` otherwise."""
+    stamp = file_stamp(path)
+    if stamp is None:
+        raise ValueError(f"--results-file {path}: the command did not write it")
+    if stamp == stamp_before:
+        raise ValueError(f"--results-file {path}: unchanged by the command (figures of an earlier run); "
+                         f"give the file the command writes, or remove the old one")
+    try:
+        figures = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"--results-file {path}: not JSON ({error})") from None
+    if not isinstance(figures, dict):
+        raise ValueError(f"--results-file {path}: JSON but not an object")
+    return figures
+
+
 def load_average() -> List[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -101,7 +147,11 @@ def run_echoing(command: Sequence[str]) -> str:
     """Run ``command`` from the repository root, echoing its output as it comes; returns the output.
     A failing command ends this one with its status (nothing is recorded)."""
     lines: List[str] = []
-    with subprocess.Popen(list(command), cwd=REPO, stdout=subprocess.PIPE, text=True) as process:
+    try:
+        process = subprocess.Popen(list(command), cwd=REPO, stdout=subprocess.PIPE, text=True)
+    except OSError as error:
+        raise SystemExit(f"error: cannot run {shlex.join(command)}: {error.strerror}; nothing recorded") from None
+    with process:
         for line in process.stdout:
             sys.stdout.write(line)
             lines.append(line)
@@ -112,9 +162,12 @@ def run_echoing(command: Sequence[str]) -> str:
 
 def record(name: str, command: Sequence[str], *, results_file: Optional[str] = None) -> Dict[str, Any]:
     """Run ``command``, echoing its output, and return the record of what it measured."""
-    load_before, start = load_average(), time.time()
+    load_before, start, stamp_before = load_average(), time.time(), file_stamp(results_file)
     output = run_echoing(command)
-    figures = json.loads(Path(results_file).read_text()) if results_file else last_json_line(output)
+    try:
+        figures = read_results_file(results_file, stamp_before) if results_file else last_json_line(output)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}; nothing recorded") from None
     return {
         "name": name,
         "command": shlex.join(command),
@@ -122,7 +175,8 @@ def record(name: str, command: Sequence[str], *, results_file: Optional[str] = N
         "wall_seconds": round(time.time() - start, 1),
         "load_average": {"before": load_before, "after": load_average()},
         "machine": machine(),
-        "code": {**code_version(), "scripts_sha256": script_hashes(command)},
+        "code": {**code_version(), "scripts_sha256": script_hashes(command),
+                 "package_sha256": package_hash()},
         "figures": figures,
     }
 

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from common.errors import UserError
+from common.errors import UserError, some_of
 from common.files import atomic_write
 from common.pos_embed import infer_source_grid, resize_pos_embed
 
@@ -96,7 +96,7 @@ def check_finite(weights: Mapping[str, Any], path: PathLike) -> None:
     without an error."""
     bad = non_finite_tensors(weights)
     if bad:
-        shown = ", ".join(bad[:8]) + (f", ... ({len(bad) - 8} more)" if len(bad) > 8 else "")
+        shown = some_of(bad)
         raise CheckpointError(f"checkpoint {path} has non-finite values (NaN or inf) in {len(bad)} "
                               f"tensor{'s' if len(bad) > 1 else ''}: {shown}; it comes from a run that diverged: "
                               "use an earlier checkpoint of it")

@@ -22,6 +22,7 @@ from common.files import atomic_write_text
 logger = logging.getLogger(__name__)
 
 RESOLVED_CONFIG_NAME = "config.yaml"
+TEST_CONFIG_NAME = "test_config.yaml"  # a test run in a training run's folder keeps its config.yaml
 # Old key -> the key that replaced it: still read, with one warning per process.
 DEPRECATED_KEYS = {"DATA.NUM_CLASSES": "MODEL.NUM_CLASSES"}
 # Keys that nothing reads any more (PySlowFast's TRAIN.ENABLE / TEST.ENABLE: here the tool is the job).
@@ -255,6 +256,11 @@ def save_config(cfg: CfgNode, output_dir: str, name: str = RESOLVED_CONFIG_NAME)
     path = os.path.join(output_dir, name)
     atomic_write_text(path, cfg.dump())
     return path
+
+
+def plain_value(value: Any) -> Any:
+    """A config value as YAML and JSON read it back (a tuple becomes a list), to compare or show it."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def flatten_config(node: Dict[str, Any], prefix: str = "") -> Iterator[Tuple[str, Any]]:

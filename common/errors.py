@@ -5,6 +5,17 @@ message with status 1, both without a traceback.
 """
 
 
+from typing import Sequence
+
+
+def some_of(names: Sequence[str], limit: int = 8) -> str:
+    """``a, b, c, ... (N more)``: the first ``limit`` of ``names`` for a one-line message ("none" if empty)."""
+    if not names:
+        return "none"
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 class UserError(Exception):
     """A problem with what the user gave: a config key, a data folder, a checkpoint, OUTPUT_DIR."""
 

@@ -49,19 +49,30 @@ def temp_target(name: str) -> Optional[str]:
     return match.group("target") if match else None
 
 
+def single_file_lock_name(name: str) -> str:
+    """The lock file beside a single-file output ``name`` (``.NAME.lock``)."""
+    return f".{name}.lock"
+
+
 def remove_engine_temp_files(folder: PathLike, *, recursive: bool = False,
                              targets: Optional[Collection[str]] = None) -> List[str]:
     """Delete the temp files of ``atomic_write`` that killed processes left in ``folder`` (in its
     subfolders too with ``recursive``; only those standing for ``targets`` when given): files with
     the engine's temp names only, never through a link. The caller holds the folder's lock, so no
-    live writer owns them. Returns the paths removed."""
+    live writer of its own kind owns them; what other runs own is left alone: a subfolder with a
+    lock file of its own (a training run's ``OUTPUT_DIR``, another tool's output) and, without
+    ``targets``, a file whose single-file output lock (``.NAME.lock``) is beside it. Returns the
+    paths removed."""
     removed = []
     for root, dirs, files in os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]:
+        dirs[:] = [d for d in dirs if not os.path.lexists(os.path.join(root, d, LOCK_FILE))]
         for name in files:
             path = os.path.join(root, name)
             target = temp_target(name)
             if target is None or (targets is not None and target not in targets):
                 continue
+            if targets is None and os.path.lexists(os.path.join(root, single_file_lock_name(target))):
+                continue  # a tool writing that one file owns it
             if os.path.isfile(path) and not os.path.islink(path):
                 os.remove(path)
                 removed.append(path)
@@ -240,3 +251,18 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_json_lines(path: Path) -> list:
+    """Records of a JSON-lines log (one JSON object per line, blank lines skipped). A line that is not
+    JSON (a record cut by a kill or a full disk) is skipped with a warning naming the file and line."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                logger.warning("%s, line %d: not a JSON record (cut by a kill?): skipped", path, number)
+    return records

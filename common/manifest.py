@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from common.config import flatten_config
-from common.errors import UserError
+from common.errors import UserError, some_of
 from common.files import (LOCK_FILE, LockHeldError, atomic_write_json, exclusive_lock_or_fail,
-                          remove_engine_temp_files)
+                          remove_engine_temp_files, single_file_lock_name)
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +143,6 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _some(items: Sequence[str], limit: int = 3) -> str:
-    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
-    return ", ".join(items[:limit]) + more
-
-
 def differences(saved: Manifest, now: Manifest) -> List[str]:
     """``KEY: saved A, now B`` for each setting that differs, and what changed in the inputs."""
     if saved.tool != now.tool:
@@ -165,8 +160,8 @@ def _input_changes(before: List[str], after: List[str]) -> str:
     added, removed = [p for p in after if p not in old], [p for p in before if p not in new]
     if not added and not removed:
         return "inputs: the same files in another order"
-    parts = ([f"{len(added)} added ({_some(added)})"] if added else []) + \
-            ([f"{len(removed)} removed ({_some(removed)})"] if removed else [])
+    parts = ([f"{len(added)} added ({some_of(added, 3)})"] if added else []) + \
+            ([f"{len(removed)} removed ({some_of(removed, 3)})"] if removed else [])
     return "inputs: " + ", ".join(parts)
 
 
@@ -187,7 +182,7 @@ class OutputFolder:
         self.folder = self.path.parent if single_file else self.path
         name = self.path.name
         self.manifest_path = self.folder / (f"{name}.manifest.json" if single_file else MANIFEST_FILE)
-        self.lock_path = self.folder / (f".{name}.lock" if single_file else LOCK_FILE)
+        self.lock_path = self.folder / (single_file_lock_name(name) if single_file else LOCK_FILE)
         self.saved: Optional[Manifest] = None  # the manifest found at the start
         self.manifest: Optional[Manifest] = None  # this run's, once started
         self._held = ExitStack()
@@ -258,7 +253,8 @@ class OutputFolder:
         if foreign:
             name = self.manifest_path.name
             where = f"its {name} does not name them" if self.saved else f"there is no {name}"
-            raise OutputError(f"--output {self.path} already holds {_some([str(self.folder / n) for n in foreign])}, "
+            held = some_of([str(self.folder / n) for n in foreign], 3)
+            raise OutputError(f"--output {self.path} already holds {held}, "
                               f"not written by {manifest.tool} ({where}); move them away or rerun with "
                               f"{OVERWRITE_FLAG} to replace them")
 
@@ -275,7 +271,7 @@ class OutputFolder:
                 path.unlink()  # a link is removed, never followed
                 deleted.append(name)
         if deleted:
-            logger.warning("%s: deleted %s in %s", why, _some(deleted), self.folder)
+            logger.warning("%s: deleted %s in %s", why, some_of(deleted, 3), self.folder)
 
     def committed_files_intact(self) -> bool:
         """True when the result files the manifest names are all there with their sha256."""

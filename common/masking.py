@@ -73,7 +73,7 @@ def tube_mask(
     _check_ratio(ratio)
     t, h, w = grid
     noise = _uniform_noise((batch_size, h * w), device, rng)
-    spatial = _masks_from_noise(noise, int(ratio * h * w))
+    spatial = _masks_from_noise(noise, h * w - tube_kept_tokens((1, h, w), ratio))  # one count for both
     return spatial[:, None, :].expand(batch_size, t, h * w).reshape(batch_size, t * h * w)
 
 

@@ -3,13 +3,13 @@ and reconstruction pasted into the visible input, as a labelled PNG grid and an 
 and the curves of a run's JSON-lines log."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from common.files import read_json_lines
 from common.masking import block_wise_masks
 from common.models.mae import MaskedAutoencoderConvViT
 from common.models.reconstruction import denormalize_patches, patchify, unpatchify
@@ -155,12 +155,6 @@ def save_reconstruction_gif(panels: Dict[str, torch.Tensor], path: Path, frame_m
     ]
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
     return path
-
-
-def read_json_lines(path: Path) -> list:
-    """Records of a JSON-lines log (one JSON object per line, blank lines skipped)."""
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def _pyplot():

@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import json
 import runpy
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -50,3 +52,39 @@ def test_a_failing_command_records_nothing(tmp_path, monkeypatch):
     assert (tmp_path / "old.json").read_text() == "{}"
     with pytest.raises(SystemExit):
         RECORD["main"](["Bad-Name", "--", "true"])
+
+
+def test_a_results_file_the_command_did_not_write_is_refused_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setitem(RECORD["main"].__globals__, "MEASUREMENTS", tmp_path)
+    results = tmp_path / "results.json"
+    results.write_text('{"top1": 37.5}')  # an earlier run's figures
+    (tmp_path / "demo.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"unchanged by the command .*; nothing recorded"):
+        RECORD["main"](["demo", "--results-file", str(results), "--", sys.executable, "-c", "print('table')"])
+    with pytest.raises(SystemExit, match=r"did not write it; nothing recorded"):
+        RECORD["main"](["demo", "--results-file", str(tmp_path / "none.json"), "--", sys.executable, "-c", "0"])
+    write_text = f"open({str(results)!r}, 'w').write('top1 100')"
+    with pytest.raises(SystemExit, match=r"not JSON .*; nothing recorded"):
+        RECORD["main"](["demo", "--results-file", str(results), "--", sys.executable, "-c", write_text])
+    with pytest.raises(SystemExit, match=r"last line is not JSON: 'done'; nothing recorded"):
+        RECORD["main"](["demo", "--", sys.executable, "-c", "print('done')"])
+    with pytest.raises(SystemExit, match=r"cannot run no-such-command-here: .*; nothing recorded"):
+        RECORD["main"](["demo", "--", "no-such-command-here"])
+    assert (tmp_path / "demo.json").read_text() == "{}"  # the earlier record stays
+
+
+def test_the_package_hash_changes_with_any_tracked_python_file(tmp_path, monkeypatch):
+    package_hash = RECORD["package_hash"]
+    before = package_hash()
+    assert before is not None and len(before) == 64
+    module = ROOT / "common" / "errors.py"
+    copy = tmp_path / "repo"  # the hash reads the files under REPO: point it at a git copy to change one
+    shutil.copytree(ROOT / "common", copy / "common")
+    subprocess.run(["git", "init", "-q", str(copy)], check=True)
+    subprocess.run(["git", "-C", str(copy), "add", "common"], check=True)
+    monkeypatch.setitem(package_hash.__globals__, "REPO", copy)
+    original = package_hash()
+    (copy / "common" / "errors.py").write_text(module.read_text() + "\n# changed\n")
+    assert package_hash() != original
+    (copy / "common" / "errors.py").write_text(module.read_text())
+    assert package_hash() == original

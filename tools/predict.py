@@ -20,7 +20,7 @@ from typing import List, Optional
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.engine.inference import Prediction, collect_inputs, predict_to_file  # noqa: E402
-from common.engine.inference_cli import (add_model_arguments, add_overwrite_argument,  # noqa: E402
+from common.engine.inference_cli import (add_compile_argument, add_model_arguments, add_overwrite_argument,  # noqa: E402
                                          check_model_arguments, held_output, load_from_args, tool_process)
 from common.manifest import OutputFolder  # noqa: E402
 
@@ -30,6 +30,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                                      epilog="Example: python tools/predict.py --run output/demo/finetune_pretrained "
                                             "output/demo/data/kinetics/test")
     add_model_arguments(parser)
+    add_compile_argument(parser)
     parser.add_argument("--topk", type=int, default=5, help="classes per file (default 5)")
     parser.add_argument("--output", default="predictions.jsonl", help="JSON-lines file (default predictions.jsonl)")
     add_overwrite_argument(parser)

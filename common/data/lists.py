@@ -8,24 +8,31 @@ outside double quotes, else whitespace. Fields may be quoted as the csv module w
 writer and spreadsheets produce; an unquoted path may contain the separator, since the label is the
 last field. A byte order mark, CRLF or CR line ends and blank lines are accepted. Relative paths are
 joined to ``root`` (the list's folder when empty). Path-only lines are read where labels are optional
-(pretraining, ``--list``); their label is ``NO_LABEL``.
+(pretraining, ``--list``); their label is ``NO_LABEL``. A first line of column names only (``path,label``,
+``video label``: the header a spreadsheet export keeps) is skipped, not read as a file.
 """
 from __future__ import annotations
 
 import codecs
 import csv
 import os
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import List, Tuple, Union
 
 from common.errors import DataNotFoundError, UserError
 
+logger = logging.getLogger(__name__)
+
 NO_LABEL = -1  # the label of a path listed (or found) without one
 EXPECTED = "expected 'path label' or 'path,label' (label: a class id 0, 1, ...; quote a path with the separator in it)"
 _QUOTED = re.compile(r'"(?:[^"]|"")*"?')
 _CLASS_ID = re.compile(r"\d+", re.ASCII)
 _NEEDS_QUOTES = re.compile(r'[\s,"]')
+HEADER_NAMES = frozenset({"path", "paths", "file", "filename", "file_name", "filepath", "file_path", "video",
+                          "videos", "video_path", "video_id", "image", "image_path", "label", "labels", "class",
+                          "class_id", "classid", "label_id", "target"})
 
 PathLike = Union[str, os.PathLike]
 
@@ -52,11 +59,27 @@ def _fields(text: str, separator: str) -> Tuple[List[str], bool]:
     if '"' not in text:
         parts = text.rsplit(delimiter, 1) if delimiter != " " else text.rsplit(None, 1)
         return [p.strip() for p in parts], False
-    line = text.replace("\t", " ") if delimiter == " " else text
+    line = _tabs_to_spaces_outside_quotes(text) if delimiter == " " else text
     fields = [p.strip() for p in next(csv.reader([line], delimiter=delimiter, skipinitialspace=True, strict=False))]
     while len(fields) > 1 and not fields[-1]:  # a separator at the end of the line
         fields.pop()
     return fields, True
+
+
+def _tabs_to_spaces_outside_quotes(text: str) -> str:
+    """``text`` with its tabs outside double quotes made spaces (the csv module splits at one
+    character); a tab inside a quoted path is part of the path."""
+    pieces, end = [], 0
+    for quoted in _QUOTED.finditer(text):
+        pieces += [text[end:quoted.start()].replace("\t", " "), quoted.group()]
+        end = quoted.end()
+    return "".join(pieces) + text[end:].replace("\t", " ")
+
+
+def is_header_line(line: str, *, separator: str = "") -> bool:
+    """Whether ``line`` names columns (every field one of ``HEADER_NAMES``, any case) rather than a file."""
+    fields, _ = _fields(line.strip(), separator)
+    return all(name.strip().lower() in HEADER_NAMES for name in fields)
 
 
 def parse_list_line(line: str, *, separator: str = "", require_label: bool = True) -> Tuple[str, int]:
@@ -90,6 +113,9 @@ def read_list(list_file: PathLike, *, require_labels: bool, root: str = "", sepa
     entries = []
     for number, line in enumerate(_lines(list_file), start=1):
         if not line.strip():
+            continue
+        if not entries and is_header_line(line, separator=separator):
+            logger.info("%s, line %d: column names %r, skipped", list_file, number, line.strip())
             continue
         try:
             path, label = parse_list_line(line, separator=separator, require_label=require_labels)

@@ -3,7 +3,7 @@
 A run keeps ``checkpoint-last.pth``; a full-state copy ``checkpoint-EPOCH.pth`` every
 ``TRAIN.CHECKPOINT_PERIOD`` epochs and at the last one, of which the newest
 ``TRAIN.KEEP_CHECKPOINTS`` are kept (0: all); a weights-only copy ``weights-EPOCH.pth`` every
-``TRAIN.WEIGHTS_PERIOD`` epochs (0: none), never deleted, for finetuning, linear probing, export
+``TRAIN.WEIGHTS_PERIOD`` epochs (0: none), never deleted by the rotation, for finetuning, linear probing, export
 and inference (a third of a full copy with AdamW's two moments).
 
 An epoch's save writes ``checkpoint-last.pth`` first, then the copies; it records each copy it
@@ -14,7 +14,8 @@ user put or replaced under such a name stays, with a warning). Anything else in 
 never touched.
 
 Before the first step the run logs ``checkpoints: ~X GB over the run (N files), free on
-OUTPUT_DIR: Y GB`` and refuses with ``DiskSpaceError`` when the disk cannot hold the next save.
+OUTPUT_DIR: Y GB`` and refuses with ``DiskSpaceError`` when the disk cannot hold the next save
+(with ``OVERWRITE True``, counting the previous run's checkpoints it is about to delete as free).
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from common.engine.checkpointing import (EPOCH_CHECKPOINT, LAST_CHECKPOINT, Posi
                                          write_checkpoint, write_last_checkpoint)
 from common.engine.distributed import DistInfo, all_gather_objects
 from common.errors import UserError
-from common.files import atomic_write_text
+from common.files import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -161,21 +162,23 @@ def preflight_line(plan: CheckpointPlan, free: int) -> str:
             f"free on OUTPUT_DIR: {gigabytes(free)} GB")
 
 
-def check_disk_space(output_dir: str, plan: CheckpointPlan, position: Position, dist: DistInfo) -> None:
+def check_disk_space(output_dir: str, plan: CheckpointPlan, position: Position, dist: DistInfo, *,
+                     overwrite: bool = False) -> None:
     """Before the first step: log the preflight line, warn when the whole run will not fit, and
-    raise ``DiskSpaceError`` (on every rank) when the next save does not fit."""
-    problem = _disk_space_problem(output_dir, plan, position) if dist.is_main else ""
+    raise ``DiskSpaceError`` (on every rank) when the next save does not fit. ``overwrite``: the
+    engine checkpoints in ``output_dir`` are about to be deleted (``OVERWRITE True``): their space counts."""
+    problem = _disk_space_problem(output_dir, plan, position, overwrite) if dist.is_main else ""
     problem = all_gather_objects(problem)[0]
     if problem:
         raise DiskSpaceError(problem)
 
 
-def _disk_space_problem(output_dir: str, plan: CheckpointPlan, position: Position) -> str:
-    free = free_bytes(output_dir)
-    logger.info("%s", preflight_line(plan, free))
+def _disk_space_problem(output_dir: str, plan: CheckpointPlan, position: Position, overwrite: bool) -> str:
     held = sum(os.path.getsize(os.path.join(output_dir, name)) for name in os.listdir(output_dir)
                if is_engine_checkpoint(name) and os.path.isfile(os.path.join(output_dir, name)))
-    if plan.bytes_at_end() > free + held:
+    free = free_bytes(output_dir) + (held if overwrite else 0)
+    logger.info("%s", preflight_line(plan, free))
+    if plan.bytes_at_end() > free + (0 if overwrite else held):  # a resumed run replaces what it holds
         logger.warning("the run's checkpoints (~%s GB) will not fit in the %s GB free on OUTPUT_DIR %s: raise "
                        "TRAIN.CHECKPOINT_PERIOD, set TRAIN.KEEP_CHECKPOINTS or free space", gigabytes(plan.bytes_at_end()),
                        gigabytes(free), output_dir)
@@ -251,7 +254,7 @@ def _read_record(output_dir: str) -> Dict[str, Dict[str, Any]]:
 
 
 def _write_record(output_dir: str, record: Dict[str, Dict[str, Any]]) -> None:
-    atomic_write_text(os.path.join(output_dir, RECORD_FILE), json.dumps(record, indent=1, sort_keys=True) + "\n")
+    atomic_write_json(os.path.join(output_dir, RECORD_FILE), record, indent=1)
 
 
 def record_copy(output_dir: str, name: str, save_id: str) -> None:
@@ -261,6 +264,16 @@ def record_copy(output_dir: str, name: str, save_id: str) -> None:
     _write_record(output_dir, record)
 
 
+def forget_copies_after(output_dir: str, epoch: int) -> None:
+    """A rewind to the end of ``epoch``: the periodic copies this run wrote of later epochs are
+    forgotten (the run writes them again when it gets there), so that they do not hold places among
+    the ``TRAIN.KEEP_CHECKPOINTS`` newest and push out the copies it goes on from."""
+    record = _read_record(output_dir)
+    later = [name for name in record if EPOCH_CHECKPOINT.match(name) and int(EPOCH_CHECKPOINT.match(name).group(1)) > epoch]
+    if later:
+        _write_record(output_dir, {name: entry for name, entry in record.items() if name not in later})
+
+
 def remove_old_copies(output_dir: str, keep: int) -> List[str]:
     """Delete the periodic copies this run wrote beyond the newest ``keep`` (0: keep all); returns
     the deleted paths. A listed file that is gone is forgotten; one that changed since is kept
@@ -268,6 +281,8 @@ def remove_old_copies(output_dir: str, keep: int) -> List[str]:
     if keep <= 0:
         return []
     record = _read_record(output_dir)
+    for name in [name for name in record if not os.path.lexists(os.path.join(output_dir, name))]:
+        del record[name]  # gone (deleted by hand or by OVERWRITE): it must not hold a place among the kept
     copies = [name for name in record if EPOCH_CHECKPOINT.match(name)]
     newest_first = sorted(copies, key=lambda name: int(EPOCH_CHECKPOINT.match(name).group(1)), reverse=True)
     deleted = []

@@ -20,12 +20,11 @@ newest one that loads.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -34,8 +33,9 @@ from common.checkpoint import (PRETRAIN_ONLY_PREFIXES, CheckpointError, atomic_s
                                load_pretrained_into_classifier, model_state_dict, non_finite_tensors, safe_load)
 from common.engine.distributed import DistInfo, all_gather_objects
 from common.engine.progress import JSON_LOG_FILE
+from common.files import read_json_lines
 from common.engine.rng import capture_rng_state, restore_rng_state
-from common.errors import UserError
+from common.errors import UserError, some_of
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +127,12 @@ def save_training_state(
     scaler: Optional[torch.amp.GradScaler],
     position: Position,
     cfg_yaml: str,
-    keep_epoch_copy: bool,
     dist: DistInfo,
     epoch_sums: Optional[EpochSums] = None,
     extra: Optional[Mapping[str, Any]] = None,
 ) -> Optional[str]:
-    """Write ``checkpoint-last.pth``, then ``checkpoint-EPOCH.pth`` (if asked), from the main rank.
+    """Write ``checkpoint-last.pth`` from the main rank (a mid-epoch or rewind save; an epoch's end
+    goes through ``checkpoint_budget.save_epoch_checkpoints``, which also writes its copies).
 
     Every rank must call it (see ``gather_training_state``); returns the path on the main rank.
     """
@@ -140,10 +140,7 @@ def save_training_state(
                                   cfg_yaml=cfg_yaml, dist=dist, epoch_sums=epoch_sums, extra=extra)
     if state is None:
         return None
-    last = write_last_checkpoint(output_dir, state)
-    if keep_epoch_copy:
-        write_checkpoint(state, os.path.join(output_dir, epoch_checkpoint_name(position.epoch)))
-    return last
+    return write_last_checkpoint(output_dir, state)
 
 
 def write_last_checkpoint(output_dir: str, state: Dict[str, Any]) -> str:
@@ -186,15 +183,9 @@ def missing_epoch_record(output_dir: str, state: Mapping[str, Any]) -> Optional[
     if not record or state.get("epoch_iteration", 0) != 0:
         return None
     path = os.path.join(output_dir, JSON_LOG_FILE)
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    logged = json.loads(line)
-                except ValueError:  # a line cut by a kill
-                    continue
-                if logged.get("epoch") == record["epoch"] and "train_loss" in logged:
-                    return None
+    logged = read_json_lines(path) if os.path.isfile(path) else []
+    if any(r.get("epoch") == record["epoch"] and "train_loss" in r for r in logged):
+        return None
     return dict(record)
 
 
@@ -307,13 +298,6 @@ def check_encoder_loaded(model: nn.Module, missing: Iterable[str], path: str) ->
         matched = [k for k in encoder if k not in missing]
         raise CheckpointError(
             f"TRAIN.CHECKPOINT_FILE_PATH {path} does not fit the model: {len(matched)} of {len(encoder)} encoder "
-            f"weights matched ({_some(matched)}); not matched: {_some(unmatched)}. Expected a checkpoint of "
+            f"weights matched ({some_of(matched)}); not matched: {some_of(unmatched)}. Expected a checkpoint of "
             f"the same architecture, its weights under 'model' or 'state_dict' or at the top level")
 
-
-def _some(keys: Sequence[str], limit: int = 8) -> str:
-    """``a, b, c, ... (N more)`` for an error message."""
-    if not keys:
-        return "none"
-    more = f", ... ({len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more

@@ -1,5 +1,6 @@
 """``TRAIN.COMPILE``: ``torch.compile`` of the model's forward for training, validation, test and
-the inference tools (predict, extract_features; not export).
+``tools/predict.py`` (``--compile``, default the run's setting). Not for export, nor for features:
+``common.engine.features`` calls the encoder's stages, not its compiled forward.
 
 The model is compiled in place (``nn.Module.compile``), before any DDP wrapper, as the PyTorch
 docs advise ("Where to apply torch.compile?": compile the inner module, then wrap it; dynamo's
@@ -32,6 +33,8 @@ import torch
 import torch._inductor
 from torch import nn
 
+from common.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 COMPILE_MODES = ("off", "default", "max-autotune")
@@ -57,6 +60,9 @@ def compile_model(model: nn.Module, mode: str, *, backend: str = INDUCTOR) -> nn
         return model
     if mode != "default" and backend != INDUCTOR:
         raise ValueError(f"TRAIN.COMPILE {mode} is a mode of the inductor backend, not of {backend!r}")
+    if backend not in compile_backends():  # a run trained elsewhere, with a backend this process lacks
+        raise UserError(f"TRAIN.COMPILE_BACKEND {backend!r} is not a torch.compile backend of this torch "
+                        f"({', '.join(compile_backends())}); choose another, or do not compile (--compile off)")
     if backend == INDUCTOR:  # the mode's settings and ours (torch.compile takes a mode or options)
         model.compile(backend=backend, options={**torch._inductor.list_mode_options(mode), **INDUCTOR_OPTIONS})
     else:

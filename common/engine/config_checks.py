@@ -17,7 +17,7 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from common.config import ConfigError
+from common.config import ConfigError, plain_value
 from common.data import registered_datasets
 from common.engine.builders import build_model, clips_per_step
 from common.engine.checkpointing import find_resume_checkpoint
@@ -41,11 +41,12 @@ ARCHITECTURE_KEYS = ("EMBED_DIM", "DEPTH", "MLP_RATIO", "NUM_HEADS", "DECODER_EM
 Check = Callable[[CfgNode, str, int], List[str]]
 
 
-def validate_config(cfg: CfgNode, *, job: str, world_size: int = 1) -> None:
+def validate_config(cfg: CfgNode, *, job: str, world_size: int = 1, checks: Optional[Sequence[Check]] = None) -> None:
     """Raise ``ConfigError`` listing every impossible setting of ``cfg`` for ``job`` on
-    ``world_size`` ranks; returns quietly when the config can run."""
+    ``world_size`` ranks; returns quietly when the config can run. ``checks``: a part of ``CHECKS``
+    (default all)."""
     problems: List[str] = []
-    for check in CHECKS:
+    for check in CHECKS if checks is None else checks:
         problems += check(cfg, job, world_size)
     if problems:
         raise ConfigError("invalid config: " + "; ".join(problems))
@@ -57,11 +58,8 @@ def world_size_from_env() -> int:
 
 
 def _describe(key: str, value: object, expected: str) -> str:
-    return f"{key} = {_plain(value)!r}: expected {expected}"
+    return f"{key} = {plain_value(value)!r}: expected {expected}"
 
-
-def _plain(value: object) -> object:
-    return list(value) if isinstance(value, tuple) else value
 
 
 def _choice(key: str, value: str, choices: Sequence[str]) -> List[str]:
@@ -199,7 +197,7 @@ def _model_on_meta_device(cfg: CfgNode, job: str) -> Tuple[Optional[nn.Module], 
         with torch.random.fork_rng(devices=[]), torch.device("meta"):
             return build_model(cfg, pretraining=job == "pretrain", crop_size=crop), []
     except (ValueError, TypeError, RuntimeError, AssertionError) as err:
-        sizes = ", ".join(f"MODEL.{leaf} {_plain(cfg.MODEL[leaf])}" for leaf in ARCHITECTURE_KEYS if cfg.MODEL[leaf])
+        sizes = ", ".join(f"MODEL.{leaf} {plain_value(cfg.MODEL[leaf])}" for leaf in ARCHITECTURE_KEYS if cfg.MODEL[leaf])
         return None, [_describe("MODEL.NAME", cfg.MODEL.NAME, f"a model that can be built with {sizes or 'its preset'} "
                                                              f"(the model says: {err})")]
 

@@ -33,9 +33,8 @@ from common.engine.config_checks import validate_config, world_size_from_env
 from common.engine.jobs import run_job
 from common.engine.progress import JSON_LOG_FILE, LOG_FILE
 from common.engine.reconstruct import write_finetune_comparison, write_reconstruction, write_training_curve
-from common.files import atomic_write_text, build_folder_atomically
+from common.files import atomic_write_text, build_folder_atomically, read_json_lines
 from common.modality import modality_of_config, modality_of_dataset
-from common.visualization import read_json_lines
 
 logger = logging.getLogger(__name__)
 

@@ -10,12 +10,14 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Dict, Iterator, List, Tuple
 
 from common.engine.cli import exit_with_user_error
-from common.engine.compilation import compile_model
+from common.engine.compilation import COMPILE_MODES, compile_model
 from common.engine.distributed import DistInfo, init_distributed, run_on_main, shutdown_distributed
 from common.engine.inference import LoadedModel, collect_inputs, load_run, read_input_list
 from common.errors import UserError
 from common.manifest import OVERWRITE_FLAG, OutputFolder
 from common.process_settings import configure_process
+
+RUN_SETTING = "run"  # --compile: as the run's TRAIN.COMPILE
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,9 +59,17 @@ def check_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
         parser.error("give --run OUTPUT_DIR or --checkpoint FILE")
 
 
+def add_compile_argument(parser: argparse.ArgumentParser) -> None:
+    """``--compile``: ``torch.compile`` of the model's forward, as the run trained (default) or not."""
+    parser.add_argument("--compile", choices=(RUN_SETTING, *COMPILE_MODES), default=RUN_SETTING,
+                        help="torch.compile the model's forward: as the run's TRAIN.COMPILE says (default), or off / a "
+                             "mode (compilation takes seconds to minutes; it pays for many files)")
+
+
 def load_from_args(args: argparse.Namespace, dist: DistInfo, **extra: Any) -> LoadedModel:
     """``load_run`` with the command line's model and loader settings (``extra``: more config keys),
-    compiled as the run's ``TRAIN.COMPILE`` says."""
+    its forward compiled as ``args.compile`` says (``run``: the run's ``TRAIN.COMPILE``; absent: not
+    compiled, e.g. features, which call the encoder's stages rather than its forward)."""
     overrides: Dict[str, Any] = dict(extra)
     if args.batch_size is not None:
         overrides["TEST.BATCH_SIZE"] = args.batch_size * dist.world_size  # TEST.BATCH_SIZE is global
@@ -67,7 +77,9 @@ def load_from_args(args: argparse.Namespace, dist: DistInfo, **extra: Any) -> Lo
         overrides["DATA_LOADER.NUM_WORKERS"] = args.workers
     loaded = load_run(args.run, checkpoint=args.checkpoint, model_name=args.model, overrides=overrides,
                       device=dist.device)
-    compile_model(loaded.model, loaded.cfg.TRAIN.COMPILE, backend=loaded.cfg.TRAIN.COMPILE_BACKEND)  # the run's
+    mode = getattr(args, "compile", "off")
+    compile_model(loaded.model, loaded.cfg.TRAIN.COMPILE if mode == RUN_SETTING else mode,
+                  backend=loaded.cfg.TRAIN.COMPILE_BACKEND)
     return loaded
 
 

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from common.checkpoint import model_state_dict, safe_load
-from common.config import RESOLVED_CONFIG_NAME, save_config
+from common.config import RESOLVED_CONFIG_NAME, TEST_CONFIG_NAME, save_config
 from common.data import batch_inputs, build_dataset, build_mixup
 from common.data.class_count import resolve_num_classes
 from common.engine.builders import (attach_probe_head, build_eval_loader, build_model, build_train_loader,
@@ -38,18 +38,17 @@ from common.engine.output_dir import claim_output_dir, overwrite_previous_run
 from common.engine.precision import resolve_precision
 from common.engine.preemption import PreemptionHandler
 from common.engine.progress import JSON_LOG_FILE, LOG_FILE, MetricsWriter, setup_logging
+from common.files import read_json_lines
 from common.engine.rewind import NonFiniteTrip, RewindState, apply_precision, rewind
 from common.engine.rng import make_deterministic, seed_everything
 from common.engine.trainer import LossFn, StepConfig, TrainState, check_finite_weights, train_one_epoch
 from common.errors import DataNotFoundError
 from common.modality import modality_of_config
 from common.optim import CosineSchedule, build_optimizer, scaled_lr
-from common.visualization import read_json_lines
 
 logger = logging.getLogger(__name__)
 
 JOBS = ("pretrain", "finetune", "linprobe", "test")
-TEST_CONFIG_NAME = "test_config.yaml"  # a test run keeps the training run's config.yaml
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def run_job(job: str, cfg: CfgNode) -> Dict[str, Any]:
     check_dataset_sizes(cfg, job, datasets, dist.world_size)
     setup_logging(cfg.OUTPUT_DIR, is_main=dist.is_main)
     log_data(datasets, class_count)
-    with claim_output_dir(cfg, training=job != "test", is_main=dist.is_main):
+    with claim_output_dir(cfg, job=job, is_main=dist.is_main):
         barrier()  # the other ranks look for a checkpoint only after the main rank's decision
         seed_everything(cfg.RNG_SEED + dist.rank)
         if cfg.DETERMINISTIC:
@@ -195,7 +194,7 @@ def run_training(cfg: CfgNode, dist: DistInfo, spec: JobSpec, datasets: Dict[str
     logger.info("%s: %d steps/epoch of %d samples, lr %.3e, precision %s, %d rank(s)", cfg.MODEL.NAME, steps,
                 clips_per_step(cfg), lr, precision.dtype or "fp32", dist.world_size)
     plan = checkpoint_plan(cfg, model, optimizer)
-    check_disk_space(cfg.OUTPUT_DIR, plan, state.position, dist)
+    check_disk_space(cfg.OUTPUT_DIR, plan, state.position, dist, overwrite=cfg.OVERWRITE)
     if dist.is_main:
         overwrite_previous_run(cfg)  # only now: a run that failed before this point deleted nothing
     save_resolved_config(cfg, dist, RESOLVED_CONFIG_NAME)

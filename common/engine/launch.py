@@ -31,8 +31,12 @@ class JobRunner:
         return run_job(self.job, job_config(self.job, self.cfg_file, self.overrides))
 
     def checkpoint(self) -> submitit.helpers.DelayedSubmission:
-        """Called by submitit on preemption/timeout: requeue the same job; it auto-resumes."""
-        return submitit.helpers.DelayedSubmission(JobRunner(self.job, self.cfg_file, list(self.overrides)))
+        """Called by submitit on preemption/timeout: requeue the same job; it auto-resumes. With
+        ``OVERWRITE False`` last: a run started with ``OVERWRITE True`` (recipe or command line) must
+        resume from the checkpoint it has just saved, not delete it."""
+        kept = [item for key, value in zip(self.overrides[0::2], self.overrides[1::2]) if key != "OVERWRITE"
+                for item in (key, value)]
+        return submitit.helpers.DelayedSubmission(JobRunner(self.job, self.cfg_file, [*kept, "OVERWRITE", "False"]))
 
 
 def submit(

@@ -12,8 +12,9 @@ training jobs decides what happens to checkpoints already in the folder:
 - otherwise: ``OutputDirError`` naming the folder, the differences and the option to use.
 
 The engine deletes only files it writes itself, by their names: ``checkpoint-last.pth``,
-``checkpoint-EPOCH.pth``, ``weights-EPOCH.pth``, ``log.jsonl``, TensorBoard's ``events.out.tfevents.*``
-files and its own temp files (``common.files``). A run never deletes the checkpoint it starts from: with
+``checkpoint-EPOCH.pth``, ``weights-EPOCH.pth``, ``.periodic-checkpoints.json``, ``log.jsonl``, a test
+run's ``predictions.csv``, ``test_results.json`` and ``test_config.yaml``, TensorBoard's
+``events.out.tfevents.*`` files and its own temp files (``common.files``). A run never deletes the checkpoint it starts from: with
 ``TRAIN.CHECKPOINT_FILE_PATH`` inside ``OUTPUT_DIR`` it refuses rather than offer ``OVERWRITE``.
 """
 from __future__ import annotations
@@ -21,14 +22,16 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import ExitStack, contextmanager
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Sequence
 
 import yaml
 from fvcore.common.config import CfgNode
 
 from common.checkpoint import CheckpointError, safe_load
-from common.config import RESOLVED_CONFIG_NAME, current_keys, flatten_config
+from common.config import RESOLVED_CONFIG_NAME, TEST_CONFIG_NAME, current_keys, flatten_config, plain_value
+from common.engine.checkpoint_budget import RECORD_FILE
 from common.engine.checkpointing import LAST_CHECKPOINT, is_engine_checkpoint, resume_candidates
+from common.engine.evaluation import PREDICTIONS_FILE, RESULTS_FILE
 from common.engine.progress import JSON_LOG_FILE, TENSORBOARD_DIR, TENSORBOARD_PREFIX
 from common.errors import UserError
 from common.files import LOCK_FILE, LockHeldError, exclusive_lock_or_fail, remove_engine_temp_files
@@ -40,6 +43,10 @@ ESSENTIAL_SECTIONS = ("MODEL", "MAE")
 ESSENTIAL_KEYS = ("DATA.DATASET", "DATA.NUM_FRAMES", "DATA.TRAIN_CROP_SIZE", "MODEL.NUM_CLASSES",
                   "SOLVER.OPTIMIZING_METHOD")
 NON_ESSENTIAL_KEYS = ("MODEL.USE_CHECKPOINT",)  # memory only; changing it keeps the run
+# Pretraining reads no class count (the default changed from 400 to 0: older runs resume).
+NOT_READ_BY_PRETRAINING = ("MODEL.NUM_CLASSES",)
+# A test run in the folder wrote these; OVERWRITE deletes them with the run they tested.
+PREVIOUS_TEST_OUTPUTS = (PREDICTIONS_FILE, RESULTS_FILE, TEST_CONFIG_NAME)
 
 
 class OutputDirError(UserError, RuntimeError):
@@ -47,15 +54,15 @@ class OutputDirError(UserError, RuntimeError):
 
 
 @contextmanager
-def claim_output_dir(cfg: CfgNode, *, training: bool, is_main: bool) -> Iterator[None]:
-    """Hold ``cfg.OUTPUT_DIR`` for the run (main rank only; other ranks pass through)."""
+def claim_output_dir(cfg: CfgNode, *, job: str, is_main: bool) -> Iterator[None]:
+    """Hold ``cfg.OUTPUT_DIR`` for the run of ``job`` (main rank only; other ranks pass through)."""
     if not is_main:
         yield
         return
     with _exclusive_lock(cfg.OUTPUT_DIR):
         remove_stale_temp_files(cfg.OUTPUT_DIR)
-        if training:
-            check_previous_run(cfg)
+        if job != "test":
+            check_previous_run(cfg, pretraining=job == "pretrain")
         yield
 
 
@@ -81,11 +88,12 @@ def remove_stale_temp_files(output_dir: str) -> List[str]:
 
 
 def existing_checkpoints(output_dir: str) -> List[str]:
-    """Names of the engine's checkpoints (``checkpoint-last.pth``, ``checkpoint-EPOCH.pth``) in ``output_dir``, sorted."""
+    """Names of the engine's checkpoints (``checkpoint-last.pth``, ``checkpoint-EPOCH.pth``,
+    ``weights-EPOCH.pth``) in ``output_dir``, sorted."""
     return sorted(name for name in os.listdir(output_dir) if is_engine_checkpoint(name))
 
 
-def check_previous_run(cfg: CfgNode) -> None:
+def check_previous_run(cfg: CfgNode, *, pretraining: bool = False) -> None:
     """Resume, overwrite or refuse, as the module docstring says."""
     output_dir = cfg.OUTPUT_DIR
     names = existing_checkpoints(output_dir)
@@ -112,7 +120,8 @@ def check_previous_run(cfg: CfgNode) -> None:
     if LAST_CHECKPOINT not in names:
         raise OutputDirError(f"OUTPUT_DIR {output_dir} holds checkpoints ({', '.join(names)}) but no "
                              f"{LAST_CHECKPOINT} to resume from: a new run would overwrite them; {overwrite}")
-    differences = essential_differences(saved_run_config(output_dir), cfg)
+    differences = essential_differences(saved_run_config(output_dir), cfg,
+                                        ignore=NOT_READ_BY_PRETRAINING if pretraining else ())
     if differences:
         raise OutputDirError(f"OUTPUT_DIR {output_dir} holds the checkpoints of a different run "
                              f"({'; '.join(differences)}); resuming would mix two runs: choose another "
@@ -139,9 +148,12 @@ def overwrite_previous_run(cfg: CfgNode) -> None:
 
 
 def remove_previous_run(output_dir: str, checkpoint_names: List[str]) -> None:
-    """``OVERWRITE True``: delete the previous run's checkpoints, ``log.jsonl`` and TensorBoard event
-    files (the engine's names only: other files, in the folder or in ``tensorboard/``, stay)."""
-    deleted = [os.path.join(output_dir, name) for name in [*checkpoint_names, JSON_LOG_FILE]]
+    """``OVERWRITE True``: delete the previous run's checkpoints, its record of periodic copies,
+    ``log.jsonl``, the results of a test run in the folder and TensorBoard event files (the engine's
+    names only: other files, in the folder or in ``tensorboard/``, stay). ``config.yaml`` is rewritten
+    by the new run."""
+    deleted = [os.path.join(output_dir, name)
+               for name in [*checkpoint_names, RECORD_FILE, JSON_LOG_FILE, *PREVIOUS_TEST_OUTPUTS]]
     events = os.path.join(output_dir, TENSORBOARD_DIR)
     if os.path.isdir(events) and not os.path.islink(events):
         deleted += [os.path.join(events, name) for name in os.listdir(events) if name.startswith(TENSORBOARD_PREFIX)]
@@ -166,14 +178,11 @@ def saved_run_config(output_dir: str) -> Dict[str, Any]:
     return {}
 
 
-def essential_differences(saved: Dict[str, Any], cfg: CfgNode) -> List[str]:
-    """``KEY: saved A, now B`` for every essential setting that differs."""
+def essential_differences(saved: Dict[str, Any], cfg: CfgNode, *, ignore: Sequence[str] = ()) -> List[str]:
+    """``KEY: saved A, now B`` for every essential setting that differs (but those of ``ignore``)."""
     now = dict(flatten_config(cfg))
     before = current_keys(dict(flatten_config(saved)))
     keys = [k for k in now if k.split(".")[0] in ESSENTIAL_SECTIONS or k in ESSENTIAL_KEYS]
-    return [f"{k}: saved {_plain(before.get(k))!r}, now {_plain(now[k])!r}"
-            for k in keys if k not in NON_ESSENTIAL_KEYS and _plain(before.get(k)) != _plain(now[k])]
+    return [f"{k}: saved {plain_value(before.get(k))!r}, now {plain_value(now[k])!r}"
+            for k in keys if k not in (*NON_ESSENTIAL_KEYS, *ignore) and plain_value(before.get(k)) != plain_value(now[k])]
 
-
-def _plain(value: Optional[Any]) -> Any:
-    return list(value) if isinstance(value, tuple) else value

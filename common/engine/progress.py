@@ -240,11 +240,21 @@ class MetricsWriter:
     def write_event(self, record: Dict[str, Any]) -> None:
         """Append ``record`` to ``log.jsonl`` only (an event such as a rewind, not an epoch's scalars)."""
         with open_append_text(self.path) as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(("" if _ends_a_line(self.path) else "\n") + json.dumps(record) + "\n")
 
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+def _ends_a_line(path: str) -> bool:
+    """Whether ``path`` is empty or ends with a newline (a record cut by a kill does not): an appended
+    record must start on a line of its own."""
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def _summary_writer(output_dir: str) -> Optional[Any]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 from common.checkpoint import CheckpointError, non_finite_tensors, safe_load
+from common.engine.checkpoint_budget import forget_copies_after
 from common.engine.checkpointing import (TRAINING_STATE_KEYS, resume_candidates, resume_training_state,
                                          save_training_state, saved_epoch_sums)
 from common.engine.distributed import all_gather_objects
@@ -101,6 +102,8 @@ def rewind(state: "TrainState", conf: "StepConfig", trip: NonFiniteTrip, *, max_
         raise DivergenceError(f"{trip.reason}; no checkpoint in {conf.output_dir} with finite weights to rewind to: "
                               "stopping (check SOLVER.BASE_LR, and TRAIN.CHECKPOINT_FILE_PATH if the run starts from one)")
     saved = safe_load(path)
+    if conf.dist.is_main:
+        forget_copies_after(conf.output_dir, saved["epoch"])
     state.position = resume_training_state(path, model=state.unwrapped, optimizer=state.optimizer,
                                            scaler=state.scaler, rank=conf.dist.rank, state=saved, verb="rewound")
     state.epoch_sums = saved_epoch_sums(saved, conf.dist.rank)
@@ -116,7 +119,7 @@ def rewind(state: "TrainState", conf: "StepConfig", trip: NonFiniteTrip, *, max_
     if writer is not None:
         writer.write_event({"event": "rewind", **entry})
     save_training_state(conf.output_dir, model=state.unwrapped, optimizer=state.optimizer, scaler=state.scaler,
-                        position=state.position, cfg_yaml=conf.cfg_yaml, keep_epoch_copy=False, dist=conf.dist,
+                        position=state.position, cfg_yaml=conf.cfg_yaml, dist=conf.dist,
                         epoch_sums=state.epoch_sums, extra={"rewinds": state.rewinds.to_checkpoint(),
                                                             **_epoch_record_of(saved)})
     return apply_precision(state, conf)

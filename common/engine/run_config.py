@@ -5,18 +5,23 @@ finished training run starts from what the run remembers.
 training run's resolved config: model, classes, data) tests that run as it was trained: its config,
 with the command line's overrides on top. A recipe given beside it is only compared: when it (or an
 override) asks for another model or class count than the run has, the job stops with one line
-(a model built from the recipe would not fit the run's checkpoint). The run's ``config.yaml`` is
+(a model built from the recipe would not fit the run's checkpoint); its other keys that differ from
+the run (data, views, ...) are listed in a warning and not used. The run's ``config.yaml`` is
 kept; the test writes ``test_config.yaml``.
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from fvcore.common.config import CfgNode
 
 from common.config import (RESOLVED_CONFIG_NAME, ConfigError, coerce_value, config_from_yaml, current_keys,
-                           flatten_config, get_cfg, load_config, merge_checked, parse_overrides, read_config_file)
+                           flatten_config, get_cfg, load_config, merge_checked, parse_overrides, plain_value,
+                           read_config_file)
+
+logger = logging.getLogger(__name__)
 
 # What a classifier checkpoint's shapes depend on: a test must build exactly the run's model.
 MODEL_KEYS = ("MODEL.NAME", "MODEL.EMBED_DIM", "MODEL.DEPTH", "MODEL.MLP_RATIO", "MODEL.NUM_HEADS", "MODEL.GLOBAL_POOL")
@@ -59,11 +64,29 @@ def run_test_config(run_dir: str, cfg_file: Optional[str], overrides: Sequence[s
                           f"({'; '.join(text for _, text in conflicts)}): its config.yaml already holds the run's "
                           f"settings, leave out --cfg (and those overrides) to test the run as it was trained, or "
                           f"choose another OUTPUT_DIR for another model")
+    ignored = ignored_recipe_keys(run, recipe, command_line)
+    if ignored:
+        logger.warning("%s sets %s otherwise than the run in %s; the test uses the run's config (give a key on the "
+                       "command line to change it)", cfg_file, "; ".join(ignored), run_dir)
     cfg = run.clone()
     cfg.defrost()
-    merge_checked(cfg, _override_values(overrides), source="command line")
+    merge_checked(cfg, command_line, source="command line")
     cfg.freeze()
     return cfg
+
+
+def ignored_recipe_keys(run: CfgNode, recipe: Dict[str, Any], command_line: Dict[str, Any]) -> List[str]:
+    """``KEY: run A, recipe B`` for each key the recipe sets to another value than the run has, that
+    the test does not take from it (the run's config wins; the command line's overrides do not)."""
+    defaults = dict(flatten_config(get_cfg()))
+    found = []
+    for key, value in recipe.items():
+        if key in command_line or key in (*MODEL_KEYS, CLASS_KEY) or key not in defaults:
+            continue
+        wanted, have = plain_value(coerce_value(key, value, defaults[key])), plain_value(_get(run, key))
+        if wanted != have:
+            found.append(f"{key}: run {have!r}, recipe {wanted!r}")
+    return found
 
 
 def contradictions(run: CfgNode, values: Dict[str, Any], origin: Dict[str, str]) -> List[Tuple[str, str]]:
@@ -74,8 +97,8 @@ def contradictions(run: CfgNode, values: Dict[str, Any], origin: Dict[str, str])
     for key in (*MODEL_KEYS, CLASS_KEY):
         if key not in values:
             continue
-        wanted = _plain(coerce_value(key, values[key], defaults[key]))
-        have = _plain(_get(run, key))
+        wanted = plain_value(coerce_value(key, values[key], defaults[key]))
+        have = plain_value(_get(run, key))
         if wanted != have and not (key == CLASS_KEY and wanted == 0):
             found.append((key, f"{key}: run {have!r}, {origin[key]} {wanted!r}"))
     return found
@@ -91,9 +114,8 @@ def _override_values(overrides: Sequence[str]) -> Dict[str, Any]:
 
 
 def _get(cfg: CfgNode, key: str) -> Any:
-    section, leaf = key.split(".")
-    return cfg[section][leaf]
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    return value
 
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value

@@ -30,6 +30,7 @@ from common.engine.precision import Precision
 from common.engine.preemption import PreemptionHandler
 from common.engine.progress import PROGRESS, EpochMeter, SmoothedStepTime
 from common.engine.rewind import DivergenceError, NonFiniteTrip, RewindState
+from common.errors import some_of
 from common.optim import CosineSchedule, set_lr
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def check_finite_weights(state: TrainState, conf: StepConfig, when: str) -> None
     """``NonFiniteTrip`` when any rank's weights hold a NaN or an infinity (``when``: for the reason)."""
     broken = non_finite_tensors(state.unwrapped.state_dict())
     if any_rank([bool(broken)], conf.dist.device)[0]:
-        names = f" ({', '.join(broken[:4])}{', ...' if len(broken) > 4 else ''})" if broken else ""
+        names = f" ({some_of(broken, 4)})" if broken else ""
         raise NonFiniteTrip(f"the weights are not finite {when}{names}", state.position.iteration)
 
 
@@ -217,7 +218,7 @@ def _checkpoint_and_stop(state: TrainState, conf: StepConfig, preemption: Option
     else:
         save_training_state(conf.output_dir, model=state.unwrapped, optimizer=state.optimizer,
                             scaler=state.scaler, position=state.position, cfg_yaml=conf.cfg_yaml,
-                            keep_epoch_copy=False, dist=conf.dist, epoch_sums=meter.sums(),
+                            dist=conf.dist, epoch_sums=meter.sums(),
                             extra={"rewinds": state.rewinds.to_checkpoint()})
         logger.warning("preempted: checkpoint saved at iteration %d, exiting", state.position.iteration)
     if preemption is not None:

@@ -262,7 +262,7 @@ class ConvViT(ConvViTBackbone):
         if global_pool not in (True, False) + POOL_TYPES:
             raise ValueError(f"global_pool must be True, False, 'avg' or '', got {global_pool!r}")
         pooling = "" if global_pool == "" else "avg"
-        check_pooling(num_classes, pooling)
+        check_pooling(num_classes, pooling)  # before the backbone is built (reset_classifier checks again)
         super().__init__(**backbone_kwargs)
         dim = self.embed_dim[2]
         self.num_features = self.head_hidden_size = dim

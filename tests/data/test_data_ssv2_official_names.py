@@ -36,3 +36,20 @@ def test_a_missing_split_names_every_file_name_looked_for(tmp_path):
     message = f"no SSV2 train split in {tmp_path}: looked for something-something-v2-train.json, train.json"
     with pytest.raises(FileNotFoundError, match=re.escape(message)):
         ssv2_videos(load_config(None, ["DATA.PATH_TO_DATA_DIR", str(tmp_path)]), "finetune")
+
+
+def test_the_copies_prepare_videos_writes_are_found_beside_or_instead_of_the_webm_files(tmp_path):
+    from videoconvmae.data.prepare import output_name
+
+    _write_ssv2(tmp_path, "train.json", "validation.json")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    copy_of_11 = output_name(str(videos / "11.webm"), str(videos), "train")  # the name prepare_videos gives
+    assert copy_of_11 == "11.webm.mp4"
+    (videos / copy_of_11).write_bytes(b"x")
+    (videos / "22.webm").write_bytes(b"x")  # where the shipped file is there, it is read
+    (videos / "22.webm.mp4").write_bytes(b"x")
+    cfg = load_config(None, ["DATA.DATASET", "ssv2", "DATA.PATH_TO_DATA_DIR", str(tmp_path),
+                             "DATA.PATH_PREFIX", str(videos)])
+    assert ssv2_videos(cfg, "finetune")[0] == [LabeledVideo(str(videos / "11.webm.mp4"), 1)]
+    assert ssv2_videos(cfg, "val")[0] == [LabeledVideo(str(videos / "22.webm"), 0)]

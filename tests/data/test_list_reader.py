@@ -116,3 +116,34 @@ def test_unreadable_lists_are_one_line(tmp_path):
     (tmp_path / "empty.csv").write_text("\n \n", encoding="utf-8")
     with pytest.raises(ListFileError, match=r"empty\.csv: lists no files"):
         read_list(tmp_path / "empty.csv", require_labels=False)
+
+
+@pytest.mark.parametrize("header", ["path,label", "Path, Label", "video label", '"video_path","class_id"', "path"])
+def test_a_header_line_of_column_names_is_skipped(tmp_path, header):
+    listing = tmp_path / "train.csv"
+    write_as_a_spreadsheet(listing, [next(csv.reader([header], skipinitialspace=True)), *ROWS[:2]])
+    require_labels = header != "path"  # a one-column header heads a path-only list
+    if not require_labels:
+        write_as_a_spreadsheet(listing, [["path"], *[(path,) for path, _ in ROWS[:2]]])
+    entries = read_list(listing, require_labels=require_labels)
+    assert [e.path for e in entries] == [str(tmp_path / path) for path, _ in ROWS[:2]]
+    assert entries[0].where == f"{listing}, line 2"
+
+
+def test_only_a_first_line_can_be_a_header_and_a_file_named_like_one_is_read(tmp_path):
+    listing = tmp_path / "train.csv"
+    listing.write_text("a.mp4 0\npath,label\n")
+    with pytest.raises(ListFileError, match=r"line 2: 'label' is not a class id"):
+        read_list(listing, require_labels=True)
+    listing.write_text("path,label\n")
+    with pytest.raises(ListFileError, match="lists no files"):
+        read_list(listing, require_labels=True)
+    listing.write_text("path.mp4 0\n")  # a field with an extension is a file, not a column name
+    assert [e.path for e in read_list(listing, require_labels=True)] == [str(tmp_path / "path.mp4")]
+
+
+def test_a_tab_inside_a_quoted_path_is_kept_and_a_tab_outside_separates(tmp_path):
+    listing = tmp_path / "train.csv"
+    listing.write_text('"a\tb c.mp4"\t3\n')
+    [entry] = read_list(listing, require_labels=True)
+    assert (entry.path, entry.label) == (str(tmp_path / "a\tb c.mp4"), 3)

@@ -65,3 +65,23 @@ def test_listed_test_videos_reads_the_kinetics_list(device_check, tmp_path):
     (tmp_path / "test.csv").write_text("test/a/00001.mp4 0\ntest/b/00002.mp4 1\n\n")
     assert device_check.listed_test_videos(tmp_path) == [str(tmp_path / "test/a/00001.mp4"),
                                                          str(tmp_path / "test/b/00002.mp4")]
+
+
+def test_listed_test_videos_reads_quoted_paths_as_the_datasets_do(device_check, tmp_path):
+    (tmp_path / "test.csv").write_text('"test/a b/clip, 1.mp4",0\n')
+    assert device_check.listed_test_videos(tmp_path) == [str(tmp_path / "test/a b/clip, 1.mp4")]
+
+
+def test_the_tiny_data_has_its_own_folder_and_is_built_whole(device_check, tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()  # the full-size data of an earlier run: not taken for the tiny set
+    calls = []
+
+    def fake_write(target, layout, **kwargs):
+        calls.append(target)
+        Path(target).mkdir(parents=True)
+        (Path(target) / "test.csv").write_text("")
+
+    monkeypatch.setattr(device_check, "write_motion_dataset", fake_write)
+    assert device_check.make_data(tmp_path, tiny=True) == tmp_path / "data-tiny"
+    assert (tmp_path / "data-tiny" / "test.csv").is_file() and calls[0] != tmp_path / "data-tiny"  # built elsewhere, renamed
+    assert device_check.make_data(tmp_path, tiny=True) == tmp_path / "data-tiny" and len(calls) == 1  # kept

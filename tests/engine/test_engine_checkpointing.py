@@ -26,9 +26,9 @@ def test_save_and_resume_restore_everything(tmp_path):
     model, opt = _trained_linear()
     torch.manual_seed(7)
     path = save_training_state(str(tmp_path), model=model, optimizer=opt, scaler=None, position=Position(3, 30, 0),
-                               cfg_yaml="A: 1\n", keep_epoch_copy=True, dist=ONE)
+                               cfg_yaml="A: 1\n", dist=ONE)
     expected_next = torch.rand(1)
-    assert path == find_resume_checkpoint(str(tmp_path)) and (tmp_path / epoch_checkpoint_name(3)).is_file()
+    assert path == find_resume_checkpoint(str(tmp_path))
     fresh = nn.Linear(3, 2)
     fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=0.1)
     position = resume_training_state(path, model=fresh, optimizer=fresh_opt, scaler=None)
@@ -47,7 +47,7 @@ def test_non_main_rank_does_not_write(tmp_path):
     model, opt = _trained_linear()
     other = DistInfo(rank=1, world_size=1, local_rank=0, device=torch.device("cpu"))
     assert save_training_state(str(tmp_path), model=model, optimizer=opt, scaler=None, position=Position(),
-                               cfg_yaml="", keep_epoch_copy=False, dist=other) is None
+                               cfg_yaml="", dist=other) is None
     assert find_resume_checkpoint(str(tmp_path)) is None
 
 

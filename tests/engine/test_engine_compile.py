@@ -22,6 +22,7 @@ from common.engine.inference import load_run
 from common.engine.inference_cli import load_from_args
 from common.engine.jobs import run_job
 from tests.engine.counting_backend import COMPILED_GRAPHS, COUNTING_BACKEND, register_counting_backend
+from common.errors import UserError
 from tests.engine.toy_data import DEMO, preempt_after_steps, toy_cfg
 from tests.robustness.helpers import epoch_losses
 
@@ -101,15 +102,24 @@ def test_compiled_finetune_validates_and_tests_as_eager(tmp_path):
         results[name] = run_job("test", toy_cfg("video_finetune", tmp_path / f"test-{name}",
                                                 "TEST.CHECKPOINT_FILE_PATH", checkpoint, *extra))
     assert results["compiled"] == results["eager"] and results["eager"]["num_videos"] == 7
-    # predict / extract_features compile the run's model as it trained; load_run (export) does not
-    args = argparse.Namespace(run=str(tmp_path / "compiled"), checkpoint=None, model=None, batch_size=None,
-                              workers=None)
-    loaded = load_from_args(args, DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu")))
+    # predict compiles the run's model as it trained (--compile run, the default) or not (--compile off);
+    # extract_features (no --compile: it calls the encoder's stages) and load_run (export) do not
+    cpu = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    args = dict(run=str(tmp_path / "compiled"), checkpoint=None, model=None, batch_size=None, workers=None)
+    loaded = load_from_args(argparse.Namespace(**args, compile="run"), cpu)
+    assert not is_compiled(load_from_args(argparse.Namespace(**args, compile="off"), cpu).model)
+    assert not is_compiled(load_from_args(argparse.Namespace(**args), cpu).model)
     plain = load_run(tmp_path / "compiled")
     assert is_compiled(loaded.model) and not is_compiled(plain.model)
     x = torch.rand(3, 3, *plain.model.input_size)
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), plain.model(x))
+
+
+def test_a_backend_this_torch_lacks_is_one_line():
+    model = build_model(toy_cfg("video_pretrain", "unused"), pretraining=True, crop_size=32)
+    with pytest.raises(UserError, match="'no_such_backend' is not a torch.compile backend of this torch"):
+        compile_model(model, "default", backend="no_such_backend")
 
 
 def test_compiled_model_keeps_its_state_dict_keys():

@@ -60,7 +60,14 @@ def test_submitit_local_executor_runs_and_resumes(tmp_path, video_data):
                  gpus_per_node=0, timeout_min=4, cpus_per_task=1, cluster="local")
     assert job.result()["epoch"] == 1
     requeued = JobRunner("pretrain", str(DEMO / "video_pretrain.yaml"), overrides).checkpoint()
-    assert requeued.function == JobRunner("pretrain", str(DEMO / "video_pretrain.yaml"), overrides)
+    assert requeued.function == JobRunner("pretrain", str(DEMO / "video_pretrain.yaml"), [*overrides, "OVERWRITE", "False"])
+
+
+def test_a_requeue_resumes_also_a_run_started_with_overwrite():
+    """OVERWRITE True on the first start; the requeue after a preemption must not delete the checkpoint
+    the preemption has just saved."""
+    requeued = JobRunner("pretrain", "recipe.yaml", ["OVERWRITE", "True", "SOLVER.MAX_EPOCH", "3"]).checkpoint()
+    assert requeued.function == JobRunner("pretrain", "recipe.yaml", ["SOLVER.MAX_EPOCH", "3", "OVERWRITE", "False"])
 
 
 def test_submit_rejects_unknown_job(tmp_path):

@@ -59,6 +59,19 @@ def test_test_on_a_run_folder_starts_from_its_config(finished_run, tmp_path, wit
     assert used["DATA"]["PATH_TO_DATA_DIR"] == str(finished_run[1])
 
 
+def test_the_recipes_other_keys_that_differ_from_the_run_are_named_not_used(finished_run, tmp_path, caplog):
+    run = _fresh_copy(finished_run, tmp_path)
+    with caplog.at_level("WARNING"):
+        tool_main("test", ["--cfg", str(RECIPE), "OUTPUT_DIR", str(run), "TEST.NUM_ENSEMBLE_VIEWS", "1"])
+    warning = next(r.getMessage() for r in caplog.records if "otherwise than the run" in r.getMessage())
+    # The recipe's data folder and clip length are not the run's: named, and the run's are used.
+    assert f"DATA.PATH_TO_DATA_DIR: run {str(finished_run[1])!r}, recipe './output/demo/data/kinetics'" in warning
+    assert "DATA.NUM_FRAMES: run 4, recipe 8" in warning
+    assert "OUTPUT_DIR" not in warning and "TEST.NUM_ENSEMBLE_VIEWS" not in warning  # given on the command line
+    used = yaml.safe_load((run / "test_config.yaml").read_text())
+    assert used["DATA"]["PATH_TO_DATA_DIR"] == str(finished_run[1]) and used["DATA"]["NUM_FRAMES"] == 4
+
+
 def test_command_line_overrides_go_on_top_of_the_run(finished_run, tmp_path):
     run = _fresh_copy(finished_run, tmp_path)
     tool_main("test", ["--cfg", str(RECIPE), "OUTPUT_DIR", str(run), "TEST.NUM_ENSEMBLE_VIEWS", "1"])

@@ -152,3 +152,49 @@ def test_the_disk_budget_table_of_the_docs_is_what_the_tool_prints(capsys):
             full, weights = re.findall(r"~(\S+) GB", sizes)
             assert row.split(" | ")[1:3] == [f"{full} GB", f"{weights} GB"]
     assert "checkpoints: ~" in capsys.readouterr().out
+
+
+def test_after_overwrite_the_new_run_keeps_its_own_newest_copies(tmp_path):
+    """OVERWRITE deletes the old copies and their record: the old run's epochs 3-4 must not hold
+    the two places of KEEP_CHECKPOINTS and push out the new run's copies."""
+    run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "4", *KEEP_TWO))
+    run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "2", "OVERWRITE", "True", *KEEP_TWO))
+    assert _names(tmp_path) == ["checkpoint-1.pth", "checkpoint-2.pth", "checkpoint-last.pth"]
+    assert safe_load(tmp_path / "checkpoint-last.pth")["epoch"] == 2
+
+
+def test_copies_deleted_by_hand_do_not_hold_places_among_the_kept(tmp_path):
+    run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "2", *KEEP_TWO))
+    (tmp_path / "checkpoint-2.pth").unlink()
+    checkpoint_budget.record_copy(tmp_path, "checkpoint-1.pth", "s")  # listed, present
+    assert checkpoint_budget.remove_old_copies(str(tmp_path), 1) == []  # the missing 2 is forgotten, 1 stays
+    assert _names(tmp_path) == ["checkpoint-1.pth", "checkpoint-last.pth"]
+
+
+def test_a_rewind_forgets_the_copies_of_later_epochs(tmp_path):
+    run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "3", "TRAIN.CHECKPOINT_PERIOD", "1"))
+    checkpoint_budget.forget_copies_after(str(tmp_path), 1)  # a rewind to the end of epoch 1
+    assert sorted(checkpoint_budget._read_record(str(tmp_path))) == ["checkpoint-1.pth"]
+    assert _names(tmp_path) == ["checkpoint-1.pth", "checkpoint-2.pth", "checkpoint-3.pth", "checkpoint-last.pth"]
+
+
+def test_overwrite_counts_the_space_of_the_checkpoints_it_deletes(tmp_path, monkeypatch):
+    run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "2", "TRAIN.CHECKPOINT_PERIOD", "1"))
+    held = sum(p.stat().st_size for p in tmp_path.glob("checkpoint-*.pth"))
+    # Free space alone holds no next save (~2 MB: last + a copy); with the old run's ~3 MB it does.
+    monkeypatch.setattr(checkpoint_budget, "free_bytes", lambda path: held // 3)
+    with pytest.raises(DiskSpaceError):
+        run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "3", "TRAIN.CHECKPOINT_PERIOD", "1",
+                                    "TRAIN.AUTO_RESUME", "True"))
+    record = run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "1", "OVERWRITE", "True"))
+    assert record["epoch"] == 1
+
+
+def test_the_budget_tool_says_a_wrong_config_in_one_line(capsys):
+    tool = runpy.run_path(str(REPO / "tools" / "checkpoint_budget.py"), run_name="budget_tool")["main"]
+    for args, expected in ((["TRAIN.KEEP_CHECKPOINTS", "-1"], "TRAIN.KEEP_CHECKPOINTS = -1: expected >= 0"),
+                           (["TRAIN.KEEP_CHECKPOINTZ", "1"], "unknown config key 'TRAIN.KEEP_CHECKPOINTZ'")):
+        with pytest.raises(SystemExit) as stopped:
+            tool(["--job", "pretrain", "--cfg", str(REPO / "configs/video/k400_pretrain_msd.yaml"), *args])
+        err = capsys.readouterr().err
+        assert stopped.value.code == 2 and err.count("\n") == 1 and expected in err, err

@@ -2,6 +2,7 @@
 between any two of the epoch's writes, also on the last epoch; a full disk while saving, made
 real (a file-size limit: EFBIG as under ``ulimit -f``; a small tmpfs: ENOSPC), is a
 ``CheckpointSaveError`` in one line with the previous checkpoint kept."""
+import json
 import os
 import re
 import resource
@@ -14,6 +15,7 @@ from common.checkpoint import safe_load
 from common.engine import trainer
 from common.engine.checkpointing import CheckpointSaveError
 from common.engine.jobs import run_job
+from common.files import read_json_lines
 from tests.engine.toy_data import DEMO, register_toy_dataset, toy_cfg, toy_overrides
 from tests.robustness.helpers import (REPO, WAIT_S, epoch_losses, fill_filesystem, output_lines, same_weights,
                                       small_filesystem, temp_files)
@@ -48,6 +50,22 @@ def uninterrupted(tmp_path_factory):
         runs[max_epoch] = tmp_path_factory.mktemp(f"reference{max_epoch}")
         run_job("pretrain", toy_cfg("video_pretrain", runs[max_epoch], "SOLVER.MAX_EPOCH", str(max_epoch), *EVERY_EPOCH))
     return runs
+
+
+def test_a_record_cut_mid_write_is_rebuilt_on_a_line_of_its_own(tmp_path):
+    """A kill or a full disk in the middle of the last record of log.jsonl: the rerun rebuilds the
+    record from the checkpoint on a new line, and a run finished before reads its records."""
+    run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "2", *EVERY_EPOCH))
+    log = tmp_path / "log.jsonl"
+    complete = log.read_text()
+    cut = complete[:-20]  # the epoch-2 record cut, no newline at its end
+    log.write_text(cut)
+    record = run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "2", *EVERY_EPOCH))
+    assert record["already_finished"] and record["epoch"] == 2
+    lines = log.read_text().splitlines()
+    assert lines[:2] == cut.splitlines()  # the cut line is kept as it was
+    assert json.loads(lines[2]) == json.loads(complete.splitlines()[1])  # rebuilt whole, on its own line
+    assert [r["epoch"] for r in read_json_lines(log)] == [1, 2]  # the cut line skipped, with a warning
 
 
 @pytest.mark.parametrize("max_epoch, killed_after", [(1, 1), (1, 2), (2, 3), (2, 4)],

@@ -59,7 +59,7 @@ def test_overwrite_starts_over(tmp_path, finished_run):
 
 def test_a_second_run_in_a_busy_output_dir_is_refused(tmp_path):
     cfg = toy_cfg("video_pretrain", tmp_path, *ONE_EPOCH)
-    with claim_output_dir(cfg, training=True, is_main=True):  # stands for a run still going on
+    with claim_output_dir(cfg, job="pretrain", is_main=True):  # stands for a run still going on
         with pytest.raises(OutputDirError, match=r"is in use by another run \(pid \d+ on "):
             run_job("pretrain", cfg)
     run_job("pretrain", cfg)  # the lock went with the first run
@@ -98,3 +98,23 @@ def test_overwrite_deletes_nothing_when_the_run_fails_before_its_first_write(tmp
                                     "OVERWRITE", "True"))
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name not in ("log.txt", ".run.lock")} == kept
     assert "checkpoint-last.pth" in kept and "log.jsonl" in kept and "config.yaml" in kept
+
+
+def test_a_pretraining_run_of_before_the_class_count_default_changed_resumes(tmp_path):
+    """MODEL.NUM_CLASSES went from 400 to 0 (= from the data): pretraining never reads it, so an older
+    pretraining run's folder (config.yaml saying 400) resumes under another count (the toy data's 4)."""
+    run_job("pretrain", toy_cfg("video_pretrain", tmp_path, *ONE_EPOCH, "MODEL.NUM_CLASSES", "400"))
+    record = run_job("pretrain", toy_cfg("video_pretrain", tmp_path, "SOLVER.MAX_EPOCH", "2"))
+    assert record["epoch"] == 2 and sorted(epoch_losses(tmp_path)) == [1, 2]
+
+
+def test_overwrite_also_deletes_the_results_of_a_test_of_the_previous_run(tmp_path, finished_run):
+    previous = {"predictions.csv": "path,label\n", "test_results.json": "{}", "test_config.yaml": "x: 1\n",
+                ".periodic-checkpoints.json": "{}"}
+    for name, text in previous.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "my_notes.json").write_text("{}")
+    run_job("pretrain", toy_cfg("video_pretrain", tmp_path, *ONE_EPOCH, "OVERWRITE", "True"))
+    assert not any((tmp_path / name).exists() for name in list(previous)[:3])
+    assert (tmp_path / ".periodic-checkpoints.json").read_text() != "{}"  # the new run's record
+    assert (tmp_path / "my_notes.json").exists()

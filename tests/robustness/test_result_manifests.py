@@ -89,6 +89,23 @@ def test_a_held_folder_is_refused_and_only_engine_temp_files_are_cleaned(tmp_pat
         assert not stale.exists() and (folder / "sub" / "a.npy.tmp").exists()
 
 
+def test_the_temp_files_of_other_runs_below_or_beside_are_left_alone(tmp_path):
+    """A training run's folder under --output (its .run.lock), and a single-file output in the same
+    folder (its .NAME.lock), own their temp files: a live writer renames them in a moment."""
+    folder = tmp_path / "runs"
+    (folder / "pretrain_a").mkdir(parents=True)
+    (folder / "pretrain_a" / ".run.lock").write_text("pid 1 on host")
+    training = temp_path(folder / "pretrain_a" / "checkpoint-last.pth")
+    training.write_text("being written")
+    (folder / ".predictions.jsonl.lock").write_text("pid 2 on host")
+    predicting = temp_path(folder / "predictions.jsonl")
+    predicting.write_text("being written")
+    stale = temp_path(folder / "features.npy")
+    stale.write_text("half")
+    with OutputFolder(folder):
+        assert training.exists() and predicting.exists() and not stale.exists()
+
+
 def test_a_single_output_file_has_its_manifest_beside_it(tmp_path):
     target = tmp_path / "p.jsonl"
     foreign_temp = temp_path(tmp_path / "other.txt")  # another writer's temp in the same folder: not ours

@@ -7,13 +7,13 @@ import torch
 from PIL import Image
 
 from common.models.reconstruction import denormalize_patches, normalize_patches
+from common.files import read_json_lines
 from common.visualization import (
     PANELS,
     labelled_sample,
     panel_grid,
     plot_finetune_comparison,
     plot_training_curve,
-    read_json_lines,
     reconstruction_panels,
     samples_picture,
     save_reconstruction_gif,

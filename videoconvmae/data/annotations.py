@@ -88,8 +88,15 @@ def _ssv2_entry(entry: Any, number: int, split_file: str, label_of: Dict[str, in
     return str(video_id), label
 
 
+def ssv2_video_names(video_id: str, extension: str) -> Tuple[str, str]:
+    """The file names an SSV2 video may have: as shipped (``<id>.webm``) and as
+    ``tools/prepare_videos.py`` names its copy (``<id>.webm.mp4``)."""
+    return f"{video_id}{extension}", f"{video_id}{extension}.mp4"
+
+
 def read_ssv2_json(labels_file: str, split_file: str, *, video_dir: str, extension: str = ".webm") -> List[LabeledVideo]:
-    """SSV2 videos ``video_dir/<id><extension>`` labelled through their template.
+    """SSV2 videos ``video_dir/<id><extension>`` labelled through their template; where only
+    ``prepare_videos``' copy ``<id><extension>.mp4`` is in ``video_dir``, that copy.
 
     ``labels_file`` maps template (without brackets) -> class id (string or int, 0..N-1);
     ``split_file`` is a list of ``{"id": ..., "template": ...}``. A mistake in either (wrong types,
@@ -103,11 +110,13 @@ def read_ssv2_json(labels_file: str, split_file: str, *, video_dir: str, extensi
     if not isinstance(entries, list):
         raise AnnotationError(f"{split_file}: expected a json list of {{\"id\", \"template\"}} objects, "
                               f"got a {type(entries).__name__}")
+    present = set(os.listdir(video_dir)) if os.path.isdir(video_dir) else set()  # one listing, not a stat per video
     videos = []
     for number, entry in enumerate(entries):
         video_id, label = _ssv2_entry(entry, number, split_file, label_of, labels_file)
-        videos.append(LabeledVideo(os.path.join(video_dir, f"{video_id}{extension}"), label,
-                                   f"{split_file}, entry {number}"))
+        shipped, prepared = ssv2_video_names(video_id, extension)
+        name = prepared if shipped not in present and prepared in present else shipped
+        videos.append(LabeledVideo(os.path.join(video_dir, name), label, f"{split_file}, entry {number}"))
     if not videos:
         raise AnnotationError(f"{split_file}: no videos listed")
     return videos
