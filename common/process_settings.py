@@ -6,6 +6,7 @@ The library never applies them on import: a program that embeds it keeps its own
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
@@ -29,10 +30,18 @@ def configure_process() -> None:
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+def worker_context() -> multiprocessing.context.BaseContext:
+    """The start method of pool workers that ``die_with_parent`` fits: each worker's parent must be
+    the process that makes the pool, which ``fork`` (Linux) and ``spawn`` (elsewhere) give and
+    ``forkserver`` (a default some platforms and Python versions choose) does not: its workers are
+    children of the fork server."""
+    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+
+
 def die_with_parent(parent_pid: int) -> None:
-    """Initializer of a pool worker started by ``parent_pid``: the worker ends when that process
-    dies, even by SIGKILL, instead of waiting forever for work that will never come (a pool's
-    workers share its queues, so none of them sees the parent go). On Linux the kernel sends the
+    """Initializer of a pool worker started by ``parent_pid`` (its parent: see ``worker_context``):
+    the worker ends when that process dies, even by SIGKILL, instead of waiting forever for work that
+    will never come (a pool's workers share its queues, so none of them sees the parent go). On Linux the kernel sends the
     worker SIGKILL (``prctl(PR_SET_PDEATHSIG)``); elsewhere a thread checks the parent every second."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)

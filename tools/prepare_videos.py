@@ -3,22 +3,26 @@ frames, no audio, upright), in parallel and resumable, and writes train/val/test
 at the copies plus prepare_report.csv (every video's status; broken sources are listed, not fatal).
 
 Usage: python tools/prepare_videos.py SRC_LIST_OR_DIR DST_DIR [--short-side 320] [--fps N] [--gop G] [--workers W]
-                                      [--val-share F] [--test-share F] [--split-seed S] [--unlabeled]
+                                      [--val-share F] [--test-share F] [--split-seed S] [--unlabeled] [--split S]
        python tools/prepare_videos.py VIDEO_DIR DST_DIR --kinetics-csv train.csv validate.csv [...]
 
-SRC_LIST_OR_DIR: a "path label" list (named train/val/test.csv) or a folder with such lists or
-with train/ val/ test/ class folders, or a plain folder of videos (any depth; first-level class
-folders give the labels and classids.json, otherwise the lists are path-only, for pretraining).
---val-share / --test-share hold out seeded shares of each class of train where the source has no
-such split (finetuning needs a val split). With --kinetics-csv, SRC is the folder holding the videos of
-the official Kinetics annotation CSVs ({youtube_id}_{start:06d}_{end:06d}.mp4, in class folders or
-flat); DST then also gets classids.json (class name -> id, sorted names).
+SRC_LIST_OR_DIR: a "path label" list (named train/val/test.csv, or any name with --split) or a folder
+with such lists or with train/ val/ test/ class folders (numbered by SRC/classids.json, else as the
+folders of train/), or a plain folder of videos (any depth; first-level class folders give the labels
+and classids.json, otherwise the lists are path-only, for pretraining). --val-share / --test-share
+hold out seeded shares of each class of train where the source has no such split (finetuning needs a
+val split; unlabeled sources refuse them). With --kinetics-csv, SRC is the folder holding the videos
+of the official Kinetics annotation CSVs ({youtube_id}_{start:06d}_{end:06d}.mp4, in class folders or
+flat; the test CSV's rows, without labels, give a path-only test list); DST then also gets
+classids.json (class name -> id, sorted names). DST must not be SRC, nor a folder where an output
+would land on a source (refused before anything is written).
 
 Each source gets its own output (its path under SRC, percent-encoded: x y.mp4 -> x%20y.mp4,
-clip.webm -> clip.webm.mp4). DST/manifest.json records the settings, the source and each output's
-source: a rerun with the same settings converts what is missing (new or failed sources) and keeps
-the rest; other settings are refused with one line naming them, unless --overwrite. One run at a
-time per DST; killing the main process ends its workers too.
+clip.webm -> clip.webm.mp4). DST/manifest.json records the encode settings, the source, each output's
+source and the split settings: a rerun with the same encode settings converts what is missing (new or
+failed sources), keeps the rest and rewrites the lists (another --val-share or --split-seed re-encodes
+nothing); other encode settings are refused with one line naming them, unless --overwrite. One run at
+a time per DST; killing the main process ends its workers too.
 """
 import argparse
 import logging
@@ -51,10 +55,12 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the held-out shares")
     parser.add_argument("--unlabeled", action="store_true",
                         help="a plain folder's sub-folders are not classes: path-only lists, for pretraining")
+    parser.add_argument("--split", default="", help="the split (train, val, test) of a list file whose name does not "
+                                                    "say it, e.g. kinetics400_train_list_videos.txt")
     parser.add_argument(OVERWRITE_FLAG, action="store_true",
                         help="start over: delete what an earlier run with other settings wrote in DST (only the files "
-                             "its manifest names) instead of refusing; without it a rerun with the same settings "
-                             "resumes and retries the sources that failed")
+                             "its manifest names) instead of refusing; without it a rerun with the same encode "
+                             "settings resumes and retries the sources that failed")
     return parser.parse_args(argv)
 
 
@@ -66,7 +72,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             args.src, args.dst, short_side=args.short_side, fps=args.fps, gop=args.gop, crf=args.crf,
             preset=args.preset, workers=args.workers, kinetics_csvs=args.kinetics_csv, progress=not args.no_progress,
             val_share=args.val_share, test_share=args.test_share, split_seed=args.split_seed, unlabeled=args.unlabeled,
-            overwrite=args.overwrite,
+            split=args.split, overwrite=args.overwrite,
         )
     except UserError as err:
         exit_with_user_error(err)

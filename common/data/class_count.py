@@ -20,6 +20,7 @@ from common.modality import discover_modalities
 
 from .class_names import CLASS_IDS_FILE, class_ids_file, read_class_ids
 from .registry import get_class_source
+from .sources import SPLITS, split_class_names
 
 LABELLED_JOBS = ("finetune", "linprobe", "test")  # the jobs whose model has one output per class
 
@@ -34,6 +35,17 @@ class DataClasses:
 
     count: int
     source: str
+
+
+def folder_classes(cfg: CfgNode) -> Optional[DataClasses]:
+    """The classes of ``DATA.PATH_TO_DATA_DIR``'s ``<split>/<class>/`` folders as the datasets number
+    them (``common.data.sources.split_class_names``), or None when it has no split folder."""
+    data_dir = cfg.DATA.PATH_TO_DATA_DIR
+    splits = [split for split in SPLITS if os.path.isdir(os.path.join(data_dir, split))]
+    if not splits:
+        return None
+    names, source = split_class_names(data_dir, splits[0], names_file=cfg.DATA.CLASS_NAMES_FILE)
+    return DataClasses(len(names), source)
 
 
 def classes_of_data(cfg: CfgNode) -> Optional[DataClasses]:

@@ -15,6 +15,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from common.errors import DataNotFoundError, UserError
 
+from .class_names import CLASS_IDS_FILE, class_ids_file, read_class_names
 from .lists import NO_LABEL, ListEntry, read_list
 
 SPLITS = ("train", "val", "test")
@@ -144,18 +145,35 @@ def class_folder_names(root: str) -> List[str]:
     return sorted(e.name for e in os.scandir(root) if e.is_dir() and not is_hidden(e.name))
 
 
-def class_folder_files(root: str, *, suffixes: Sequence[str], kind: str,
-                       classes: Optional[Sequence[str]] = None) -> Tuple[List[ListEntry], str]:
+def split_class_names(data_dir: str, split: str, *, names_file: str = "") -> Tuple[List[str], str]:
+    """The class order of the ``data_dir/<split>/<class>/`` folders, the same for every split, and
+    what gives it: ``names_file`` (``DATA.CLASS_NAMES_FILE``) or ``data_dir/classids.json`` (names by
+    id), else the class folders of ``train/`` (sorted). ``UserError`` when there is neither: a
+    split's own folders would number the classes otherwise than the model was trained on."""
+    path = class_ids_file(names_file, data_dir)
+    if path:
+        return read_class_names(path), path
+    train = os.path.join(data_dir, "train")
+    if os.path.isdir(train):
+        return class_folder_names(train), f"the class folders of {train}"
+    raise UserError(f"{os.path.join(data_dir, split)}: class folders but no {train}/ and no "
+                    f"{os.path.join(data_dir, CLASS_IDS_FILE)} to number them as the model's classes: write that "
+                    f"file ({{\"class name\": id, ...}}) or set DATA.CLASS_NAMES_FILE")
+
+
+def class_folder_files(root: str, *, suffixes: Sequence[str], kind: str, classes: Optional[Sequence[str]] = None,
+                       classes_from: str = "") -> Tuple[List[ListEntry], str]:
     """The ``kind`` files under ``root/<class>/`` (any depth), labelled by the position of their
-    class in ``classes`` (default: the class folders of ``root``), and a one-line summary. A class
-    folder not in ``classes`` is a ``UserError`` (its labels would mean other classes); files
-    directly in ``root`` are skipped."""
+    class in ``classes`` (default: the class folders of ``root``; ``classes_from`` says what gives
+    them), and a one-line summary. A class folder not in ``classes`` is a ``UserError`` (its labels
+    would mean other classes); files directly in ``root`` are skipped."""
     own = class_folder_names(root)
     classes = list(own if classes is None else classes)
     unknown = [name for name in own if name not in classes]
     if unknown:
         raise UserError(f"{os.path.join(root, unknown[0])}: class folder {unknown[0]!r} is not one of the "
-                        f"{len(classes)} classes of the train split ({_names(classes)}); rename or move it")
+                        f"{len(classes)} classes of {classes_from or 'the train split'} ({_names(classes)}); "
+                        f"rename or move it")
     entries: List[ListEntry] = []
     skipped: List[Tuple[str, str]] = [(e.name, "not in a class folder") for e in os.scandir(root)
                                       if e.is_file() and not is_hidden(e.name)]
@@ -164,9 +182,10 @@ def class_folder_files(root: str, *, suffixes: Sequence[str], kind: str,
         label = classes.index(name)
         entries += [ListEntry(path, label, path) for path in scan.files]
         skipped += [(os.path.join(name, path), reason) for path, reason in scan.skipped]
-    if not entries:
-        raise DataNotFoundError(f"no {kind}s in the class folders of {root} ({_names(own) or 'none'})")
     account = FileScan(root=root, kind=kind, suffixes=tuple(suffixes), skipped=skipped)
+    if not entries:  # e.g. ImageNet's val as shipped: 50000 images directly in val/, no class folders
+        raise DataNotFoundError(f"no {kind}s in the class folders of {root} ({_names(own) or 'none'}); "
+                                f"{account.skipped_text()}")
     return entries, f"{len(entries)} {kind}s in {len(own)} class folders of {root}; {account.skipped_text()}"
 
 

@@ -1,17 +1,16 @@
 """Config -> image datasets: registers "imagenet" in the common dataset registry.
 This is the only module of the image data package that reads the config."""
 import os
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 from fvcore.common.config import CfgNode
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from common.data.class_count import DataClasses, check_labels
+from common.data.class_count import check_labels, folder_classes
 from common.data.lists import ListEntry
 from common.data.registry import register_dataset
-from common.data.sources import (class_folder_files, class_folder_names, missing_split, pretraining_files,
-                                 with_summary)
+from common.data.sources import class_folder_files, missing_split, pretraining_files, split_class_names, with_summary
 
 from .dataset import ImageFolderDataset
 from .transforms import ImageTransform, build_eval_image_transform, build_finetune_image_transform, build_pretrain_image_transform
@@ -45,27 +44,22 @@ IMAGE_SUFFIXES = tuple(IMG_EXTENSIONS)
 MAKE_SPLIT = "move a share of the images of each train/<class>/ folder into val/<class>/ (same class folder names)"
 
 
-def imagenet_classes(cfg: CfgNode) -> Optional[DataClasses]:
-    """The class folders of ``train/``."""
-    train = os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "train")
-    return DataClasses(len(class_folder_names(train)), f"the class folders of {train}") if os.path.isdir(train) else None
-
-
 def image_files(cfg: CfgNode, mode: str) -> Tuple[List[ListEntry], str]:
     """The images of ``mode`` and a one-line summary: any source for pretraining (a plain folder, a
-    list, ``train/``), the class folders of the split otherwise (numbered as those of ``train/``)."""
+    list, ``train/``), the class folders of the split otherwise (numbered by ``split_class_names``)."""
     data = cfg.DATA
     if mode == "pretrain":
         return pretraining_files(data.PATH_TO_DATA_DIR, suffixes=IMAGE_SUFFIXES, kind="image", prefix=data.PATH_PREFIX,
                                  separator=data.PATH_LABEL_SEPARATOR)
-    root, train = os.path.join(data.PATH_TO_DATA_DIR, SPLIT_OF_MODE[mode]), os.path.join(data.PATH_TO_DATA_DIR, "train")
+    split = SPLIT_OF_MODE[mode]
+    root = os.path.join(data.PATH_TO_DATA_DIR, split)
     if not os.path.isdir(root):
-        raise missing_split(data.PATH_TO_DATA_DIR, SPLIT_OF_MODE[mode], MAKE_SPLIT, lists=False)
-    classes = class_folder_names(train) if os.path.isdir(train) else None
-    return class_folder_files(root, suffixes=IMAGE_SUFFIXES, kind="image", classes=classes)
+        raise missing_split(data.PATH_TO_DATA_DIR, split, MAKE_SPLIT, lists=False)
+    classes, classes_from = split_class_names(data.PATH_TO_DATA_DIR, split, names_file=data.CLASS_NAMES_FILE)
+    return class_folder_files(root, suffixes=IMAGE_SUFFIXES, kind="image", classes=classes, classes_from=classes_from)
 
 
-@register_dataset("imagenet", classes=imagenet_classes)
+@register_dataset("imagenet", classes=folder_classes)
 def build_imagenet(cfg: CfgNode, mode: str) -> Dataset:
     """ImageNet (or any ImageFolder tree) under ``DATA.PATH_TO_DATA_DIR/{train,val}``; for
     pretraining also a plain folder of images or a list of image paths."""

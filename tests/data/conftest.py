@@ -1,6 +1,7 @@
-"""Fixtures: real generated media (mp4/webm via PyAV, jpg via PIL) and damaged files."""
+"""Fixtures: real generated media (mp4/webm via PyAV, jpg via PIL) and damaged files; the prepare tool."""
+import runpy
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import av
 import numpy as np
@@ -94,3 +95,25 @@ def make_cfg():
     """``make_cfg(**DATA overrides, NUM_CLASSES=...)``: data config for small test clips (8 frames stride 2,
     32x32 crops, 4 classes)."""
     return _make_cfg
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def prepare_tool_main():
+    return runpy.run_path(str(REPO / "tools" / "prepare_videos.py"), run_name="tools_prepare_videos")["main"]
+
+
+@pytest.fixture
+def tool(prepare_tool_main, capsys):
+    """``tool(*argv)``: tools/prepare_videos.py's main in this process (one worker, no progress bar,
+    short side 32 unless given) -> (exit status, what it printed on stderr)."""
+    def run(*argv) -> Tuple[int, str]:
+        args = [*map(str, argv), "--no-progress", "--workers", "1"]
+        try:
+            code = prepare_tool_main(args if "--short-side" in args else args + ["--short-side", "32"])
+        except SystemExit as stop:
+            code = stop.code
+        return code, capsys.readouterr().err
+    return run

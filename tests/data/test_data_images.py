@@ -1,4 +1,6 @@
+import json
 import logging
+import os
 
 import pytest
 import torch
@@ -14,6 +16,8 @@ from imageconvmae.data import (
     make_synthetic_image_folder,
 )
 from common.data import SampleError
+from common.data.class_count import resolve_num_classes
+from common.errors import DataNotFoundError, UserError
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
@@ -33,6 +37,32 @@ def test_imagenet_modes(make_cfg, image_root, mode, count):
     assert batch_inputs(batch).shape == (2 * views, 3, 32, 32) and batch["image"].dtype == torch.float32
     labels = [-1, -1] if mode == "pretrain" else [0, 2]  # pretraining reads every image, without labels
     assert batch["label"].tolist() == [labels[0]] * views + [labels[1]] * views and batch["decode_failures"].sum() == 0
+
+
+def test_val_class_folders_are_numbered_by_classids_json_without_train(make_cfg, image_root, tmp_path):
+    """A val-only layout (testing a model elsewhere trained): its class folders take the ids of
+    classids.json, or are refused with one line, for the dataset and the class count alike."""
+    os.symlink(os.path.join(image_root, "val"), tmp_path / "val")
+    cfg = make_cfg(DATASET="imagenet", PATH_TO_DATA_DIR=str(tmp_path), NUM_CLASSES=0)
+    for refused in (lambda: resolve_num_classes(cfg, "test"), lambda: build_dataset(cfg, "test")):
+        with pytest.raises(UserError, match=r"val: class folders but no .*train/ and no .*classids\.json") as error:
+            refused()
+        assert "\n" not in str(error.value) and "names no classes" not in str(error.value)
+    (tmp_path / "classids.json").write_text(json.dumps({"class_2": 0, "class_1": 1, "class_0": 2, "unseen": 3}))
+    resolved, origin = resolve_num_classes(cfg, "test")
+    assert resolved.MODEL.NUM_CLASSES == 4 and str(tmp_path / "classids.json") in origin
+    assert [label for _, label in build_dataset(resolved, "test").samples] == [2, 1, 0]
+
+
+def test_a_flat_val_folder_says_its_files_are_not_in_class_folders(make_cfg, image_root, tmp_path):
+    """ImageNet's val as shipped: 50000 images directly in val/."""
+    os.symlink(os.path.join(image_root, "train"), tmp_path / "train")
+    (tmp_path / "val").mkdir()
+    for k in range(12):
+        Image.new("RGB", (8, 8)).save(tmp_path / "val" / f"ILSVRC2012_val_{k:08d}.JPEG")
+    with pytest.raises(DataNotFoundError, match=r"no images in the class folders of .*val \(none\); skipped 12: "
+                                                r"ILSVRC2012_val_00000000\.JPEG \(not in a class folder\), .* and 2 more"):
+        build_dataset(make_cfg(DATASET="imagenet", PATH_TO_DATA_DIR=str(tmp_path), NUM_CLASSES=3), "val")
 
 
 def test_image_transforms_sizes_and_eval_is_deterministic():

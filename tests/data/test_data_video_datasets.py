@@ -1,3 +1,4 @@
+import json
 import logging
 import os
 import threading
@@ -78,11 +79,32 @@ def test_ssv2_json_dataset_segment_sampling_never_flips(make_cfg, video_data):
 
 
 def test_folder_per_class_layout_when_there_is_no_list(make_cfg, video_data, tmp_path):
+    """Without train/, a split's class folders are numbered by classids.json (or DATA.CLASS_NAMES_FILE),
+    never by their own names: another split's folders would number them otherwise."""
     os.symlink(video_data["kinetics"] / "val", tmp_path / "val")
+    with pytest.raises(UserError, match=r"val: class folders but no .*train/ and no .*classids\.json") as error:
+        build_dataset(make_cfg(PATH_TO_DATA_DIR=str(tmp_path)), "val")
+    assert "\n" not in str(error.value)
+    names = sorted(os.listdir(tmp_path / "val"))
+    (tmp_path / "classids.json").write_text(json.dumps({name: 3 - i for i, name in enumerate(names)}))
     dataset = build_dataset(make_cfg(PATH_TO_DATA_DIR=str(tmp_path)), "val")
-    assert [v.label for v in dataset.videos] == [0, 1, 2, 3]
+    assert [v.label for v in dataset.videos] == [3, 2, 1, 0]
+    other = tmp_path / "names.json"  # DATA.CLASS_NAMES_FILE wins over the folder's classids.json
+    other.write_text(json.dumps({name: (i + 1) % 4 for i, name in enumerate(names)}))
+    dataset = build_dataset(make_cfg(PATH_TO_DATA_DIR=str(tmp_path), CLASS_NAMES_FILE=str(other)), "val")
+    assert [v.label for v in dataset.videos] == [1, 2, 3, 0]
     with pytest.raises(FileNotFoundError, match="train"):
         build_dataset(make_cfg(PATH_TO_DATA_DIR=str(tmp_path)), "pretrain")
+
+
+def test_train_folders_number_the_other_splits_unless_classids_json_does(make_cfg, video_data, tmp_path):
+    for split in ("train", "val"):
+        os.symlink(video_data["kinetics"] / split, tmp_path / split)
+    assert [v.label for v in build_dataset(make_cfg(PATH_TO_DATA_DIR=str(tmp_path)), "val").videos] == [0, 1, 2, 3]
+    names = sorted(os.listdir(tmp_path / "train"))
+    (tmp_path / "classids.json").write_text(json.dumps({name: 3 - i for i, name in enumerate(names)}))
+    for mode, labels in (("val", [3, 2, 1, 0]), ("finetune", [3, 3, 2, 2, 1, 1, 0, 0])):
+        assert [v.label for v in build_dataset(make_cfg(PATH_TO_DATA_DIR=str(tmp_path)), mode).videos] == labels
 
 
 def test_malformed_list_and_bad_labels_fail_at_start_up(make_cfg, tmp_path):

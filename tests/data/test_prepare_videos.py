@@ -201,8 +201,60 @@ def test_official_kinetics_csvs_give_lists_classids_and_a_report_of_missing_vide
 def test_a_kinetics_csv_without_the_official_columns_names_the_file(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text("youtube_id,time_start\nabc,1\n")
-    with pytest.raises(ValueError, match=f"{path}: missing column\\(s\\) \\['label', 'time_end', 'split'\\]"):
+    with pytest.raises(UserError, match=f"{path}: missing column\\(s\\) \\['time_end', 'split'\\]"):
         read_kinetics_csv(str(path))
+
+
+def test_the_official_test_csv_without_labels_gives_a_path_only_test_list(tmp_path):
+    videos = _kinetics_miniature(tmp_path)
+    write_source(videos / "ddd_000002_000012.mp4", gradient_frames(8, 48, 64))
+    (videos / "eee_000003_000013.mp4").write_bytes(b"")  # an empty download: failed with the reason
+    (tmp_path / "test.csv").write_text("youtube_id,time_start,time_end,split\nddd,2,12,test\neee,3,13,test\n")
+    dst = tmp_path / "prepared"
+    prepared = prepare_videos(str(videos), str(dst), short_side=32, progress=False,
+                              kinetics_csvs=[str(tmp_path / "train.csv"), str(tmp_path / "test.csv")])
+    rows = {row["output"]: row for row in read_report(prepared.report)}
+    assert rows["test/unlabelled/ddd_000002_000012.mp4"]["status"] == "converted"
+    failed = rows["test/unlabelled/eee_000003_000013.mp4"]
+    assert failed["status"] == "failed" and failed["reason"].endswith("eee_000003_000013.mp4: empty file")
+    assert (dst / "test.csv").read_text().splitlines() == ["test/unlabelled/ddd_000002_000012.mp4"]
+    assert json.loads((dst / "classids.json").read_text()) == {"abseiling": 0, "air drumming": 1}
+
+
+def test_mistakes_on_the_command_line_are_one_line(tmp_path, tool):
+    listing = _small_source(tmp_path)
+    official = listing.rename(listing.with_name("kinetics400_train_list_videos.txt"))  # VideoMAE's list name
+    for argv, message in (
+        ((official, tmp_path / "dst"), f"error: {official}: cannot tell the split from the list's name "
+                                      "'kinetics400_train_list_videos' (accepted: test, train, training, val, validate, "
+                                      "validation); pass --split train, val or test, or rename the list"),
+        ((official, tmp_path / "dst", "--split", "dev"), "error: --split dev: expected one of test, train, training"),
+        ((listing.parent, tmp_path / "dst", "--split", "val"), "error: --split val: only for a list file"),
+        ((official, tmp_path / "dst", "--split", "train", "--short-side", "1"), "error: --short-side 1: expected 2 or more"),
+        ((official, tmp_path / "dst", "--split", "train", "--gop", "0"), "error: --gop 0: expected 1 or more"),
+        ((listing.parent, tmp_path / "dst", "--kinetics-csv", tmp_path / "nope.csv"),
+         f"error: --kinetics-csv {tmp_path / 'nope.csv'} does not exist"),
+    ):
+        code, err = tool(*argv)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(message), err
+    assert not (tmp_path / "dst").exists()
+    assert tool(official, tmp_path / "dst", "--split", "train")[0] == 0
+    assert (tmp_path / "dst" / "train.csv").read_text().splitlines() == ["v0.mp4 0", "v1.mp4 0"]
+
+
+def test_the_pool_works_whatever_start_method_the_program_chose(tmp_path):
+    """The workers must be children of the process that makes the pool (``die_with_parent``): under
+    forkserver (a default of newer Pythons) they are the fork server's and used to exit at once."""
+    listing = _small_source(tmp_path)
+    code = ("import multiprocessing; multiprocessing.set_start_method('forkserver')\n"
+            "from videoconvmae.data.prepare import prepare_videos\n"
+            "if __name__ == '__main__':\n"
+            f"    done = prepare_videos({str(listing)!r}, {str(tmp_path / 'dst')!r}, short_side=32, workers=2, "
+            "progress=False)\n"
+            "    print([o.status for o in done.outcomes])\n")
+    result = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.splitlines()[-1] == "['converted', 'converted']", result.stderr
 
 
 def test_a_killed_run_leaves_no_half_file_and_a_rerun_finishes(tmp_path):

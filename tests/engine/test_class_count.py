@@ -68,7 +68,7 @@ def test_image_class_folders_give_the_count_and_a_contradiction_is_one_line(imag
     out = tmp_path / "run"
     err = _one_line_exit_2(capsys, "finetune", _args("image_finetune", out, image_data, "MODEL.NUM_CLASSES", "2",
                                                      "MIXUP.ENABLE", "False"))
-    assert f"the class folders of {image_data / 'train'}: 3 classes, but MODEL.NUM_CLASSES is 2" in err
+    assert f"{image_data / 'classids.json'}: 3 classes, but MODEL.NUM_CLASSES is 2" in err  # it numbers the folders
     assert "set MODEL.NUM_CLASSES 3" in err and not out.exists()
 
 
@@ -115,7 +115,11 @@ def test_what_names_the_classes(two_classes, image_data, tmp_path):
     kinetics, ssv2 = two_classes["kinetics"], two_classes["ssv2"]
     assert found("kinetics", kinetics) == (2, str(kinetics / "classids.json"))
     assert found("ssv2", ssv2) == (2, str(ssv2 / "something-something-v2-labels.json"))
-    assert found("imagenet", image_data) == (3, f"the class folders of {image_data / 'train'}")
+    assert found("imagenet", image_data) == (3, str(image_data / "classids.json"))  # it numbers the class folders
+    (tmp_path / "images" / "train").mkdir(parents=True)
+    for name in ("a", "b"):
+        (tmp_path / "images" / "train" / name).mkdir()
+    assert found("imagenet", tmp_path / "images") == (2, f"the class folders of {tmp_path / 'images' / 'train'}")
     folders = tmp_path / "folders"
     (folders / "train").mkdir(parents=True)
     for name in ("walk", "run", ".ipynb_checkpoints"):

@@ -45,9 +45,11 @@ def read_folder_per_class(root: str, extensions: Tuple[str, ...] = VIDEO_EXTENSI
 
 
 def read_class_folders(root: str, extensions: Tuple[str, ...] = VIDEO_EXTENSIONS,
-                       classes: Optional[Sequence[str]] = None) -> Tuple[List[LabeledVideo], str]:
-    """``read_folder_per_class`` and its one-line summary (found, skipped and why)."""
-    entries, summary = class_folder_files(root, suffixes=extensions, kind="video", classes=classes)
+                       classes: Optional[Sequence[str]] = None, classes_from: str = "") -> Tuple[List[LabeledVideo], str]:
+    """``read_folder_per_class`` and its one-line summary (found, skipped and why); ``classes_from``
+    says what gives ``classes`` (``common.data.sources.class_folder_files``)."""
+    entries, summary = class_folder_files(root, suffixes=extensions, kind="video", classes=classes,
+                                          classes_from=classes_from)
     return [LabeledVideo(e.path, e.label, e.where) for e in entries], summary
 
 

@@ -10,10 +10,10 @@ import torch
 from fvcore.common.config import CfgNode
 from torch.utils.data import Dataset
 
-from common.data.class_count import DataClasses, check_labels
+from common.data.class_count import DataClasses, check_labels, folder_classes
 from common.data.class_names import read_class_ids
 from common.data.registry import register_dataset
-from common.data.sources import class_folder_names, missing_split, pretraining_files, with_summary
+from common.data.sources import missing_split, pretraining_files, split_class_names, with_summary
 from common.errors import DataNotFoundError
 
 from .annotations import VIDEO_EXTENSIONS, LabeledVideo, read_class_folders, read_path_label_list, read_ssv2_json
@@ -38,16 +38,17 @@ MAKE_SPLITS = ("make train/val/test splits from a folder of videos with `python 
 Videos = Tuple[List[LabeledVideo], str]  # the videos and a one-line summary of where they were found
 
 
-def list_or_folder_videos(data_dir: str, split: str, *, prefix: str, separator: str) -> Videos:
+def list_or_folder_videos(data_dir: str, split: str, *, prefix: str, separator: str, names_file: str = "") -> Videos:
     """``data_dir/<split>.csv`` ("path label" lines) if it exists, else the class folders of
-    ``data_dir/<split>/`` (numbered as those of ``train/``)."""
+    ``data_dir/<split>/``, numbered by ``split_class_names`` (``names_file``: ``DATA.CLASS_NAMES_FILE``)."""
     list_file = os.path.join(data_dir, f"{split}.csv")
     if os.path.isfile(list_file):
         videos = read_path_label_list(list_file, prefix=prefix, separator=separator)
         return videos, f"{len(videos)} videos listed in {list_file}"
-    folder, train = os.path.join(data_dir, split), os.path.join(data_dir, "train")
+    folder = os.path.join(data_dir, split)
     if os.path.isdir(folder):
-        return read_class_folders(folder, classes=class_folder_names(train) if os.path.isdir(train) else None)
+        classes, classes_from = split_class_names(data_dir, split, names_file=names_file)
+        return read_class_folders(folder, classes=classes, classes_from=classes_from)
     raise missing_split(data_dir, split, MAKE_SPLITS)
 
 
@@ -64,7 +65,7 @@ def kinetics_videos(cfg: CfgNode, mode: str) -> Videos:
     if mode == "pretrain":
         return pretraining_videos(data.PATH_TO_DATA_DIR, prefix=data.PATH_PREFIX, separator=data.PATH_LABEL_SEPARATOR)
     return list_or_folder_videos(data.PATH_TO_DATA_DIR, SPLIT_OF_MODE[mode], prefix=data.PATH_PREFIX,
-                                 separator=data.PATH_LABEL_SEPARATOR)
+                                 separator=data.PATH_LABEL_SEPARATOR, names_file=data.CLASS_NAMES_FILE)
 
 
 def ssv2_videos(cfg: CfgNode, mode: str) -> Videos:
@@ -90,12 +91,10 @@ def ssv2_split_file(data_dir: str, split: str) -> str:
 
 
 def kinetics_classes(cfg: CfgNode) -> Optional[DataClasses]:
-    """The class folders of ``train/`` when the labels come from them (no ``train.csv``)."""
-    data_dir = cfg.DATA.PATH_TO_DATA_DIR
-    train = os.path.join(data_dir, "train")
-    if os.path.isfile(os.path.join(data_dir, "train.csv")) or not os.path.isdir(train):
+    """The classes of the split folders when the labels come from them (no ``train.csv``)."""
+    if os.path.isfile(os.path.join(cfg.DATA.PATH_TO_DATA_DIR, "train.csv")):
         return None
-    return DataClasses(len(class_folder_names(train)), f"the class folders of {train}")
+    return folder_classes(cfg)
 
 
 def ssv2_classes(cfg: CfgNode) -> Optional[DataClasses]:

@@ -7,13 +7,17 @@ VideoMAE and PySlowFast). The copies have even dimensions (yuv420p), a keyframe 
 frames so a clip's seek decodes few frames before the first wanted one, no audio, and come out
 upright (a display-matrix rotation is applied to the pixels, which decord would ignore).
 
-Inputs: a "path label" (or path-only) list, a folder with ``train``/``val``/``test`` lists or class
-folders (``videoconvmae.data.build.list_or_folder_videos``), a plain folder of videos without split
-lists (searched recursively; first-level class folders give labels, else the videos are unlabeled, for
-pretraining), or the official Kinetics annotation CSVs (``label,youtube_id,time_start,time_end,split``)
-with the videos under a folder, named as the common downloaders name them
-(``{youtube_id}_{time_start:06d}_{time_end:06d}.mp4``, in class folders or flat). Where the source has
-no val or test split, seeded shares of train can be held out for them (``split_off``).
+Inputs: a "path label" (or path-only) list (its name or ``split`` gives the split), a folder with
+``train``/``val``/``test`` lists or class folders (numbered as ``common.data.sources.split_class_names``
+says, as the training datasets number them), a plain folder of videos without split lists (searched
+recursively; first-level class folders give labels, else the videos are unlabeled, for pretraining), or
+the official Kinetics annotation CSVs (``label,youtube_id,time_start,time_end,split``; rows without a
+label, as in the test CSV, are unlabeled) with the videos under a folder, named as the common downloaders
+name them (``{youtube_id}_{time_start:06d}_{time_end:06d}.mp4``, in class folders or flat). Where the
+source has labelled train videos and no val or test split, seeded shares of train can be held out for
+them (``split_off``). A destination that is the source, where an output would replace a source, list or
+CSV, or inside a split folder of the source (a rerun would read the copies as sources) is refused
+before anything is written or deleted (``check_destination``).
 
 Outputs in ``dst``: one ``.mp4`` per source (``output_name``: the source's path under the
 list's folder, percent-encoded, so that no two sources share an output and a source's output
@@ -21,11 +25,12 @@ never depends on the others), ``train.csv``/``val.csv``/``test.csv`` ("path labe
 relative to ``dst``), ``classids.json`` when class names are known, ``prepare_report.csv``
 (source, output, status, reason) with every video: ``converted``, ``exists`` (done by an earlier
 run), ``failed`` (with the reason) or ``missing``, and ``manifest.json`` (``common.manifest``:
-the encode settings, the source, each output's source, the code version). A broken source is
-listed, never fatal. Each output is written under an engine temp name in its folder, verified
+the encode settings and the source, compared on a rerun; the split settings, recorded; each output's
+source; the code version). A broken source is listed, never fatal. Each output is written under an engine temp name in its folder, verified
 (it decodes, with the expected frame count and size) and only then renamed, so a killed run
 leaves no half file under a final name; the next run removes its temp files. A rerun with the
-same settings converts what is missing (new or failed sources) and keeps the rest; other
+same encode settings converts what is missing (new or failed sources) and keeps the rest, and
+rewrites the lists (so another split, seed or ``unlabeled`` only rewrites them); other encode
 settings are refused unless ``overwrite``. One run at a time per ``dst`` (a lock); the pool's
 workers die with the main process.
 """
@@ -42,31 +47,30 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 import av
 import numpy as np
 from tqdm import tqdm
 
-from common.data.class_names import class_ids_for, write_class_ids
+from common.data.class_names import CLASS_IDS_FILE, class_ids_file, class_ids_for, read_class_ids, write_class_ids
 from common.data.lists import NO_LABEL, format_list_line
-from common.data.sources import class_folder_names, is_split_layout, scan_folder
+from common.data.sources import SPLITS, is_split_layout, scan_folder, split_class_names
 from common.errors import DataNotFoundError, UserError
-from common.files import atomic_write_text, is_engine_temp, temp_path
-from common.manifest import Manifest, OutputFolder
-from common.process_settings import die_with_parent
+from common.files import atomic_write_text, temp_path
+from common.manifest import MANIFEST_FILE, Manifest, OutputFolder
+from common.process_settings import die_with_parent, worker_context
 
-from .annotations import VIDEO_EXTENSIONS, read_folder_per_class, read_path_label_list
+from .annotations import VIDEO_EXTENSIONS, AnnotationError, read_class_folders, read_path_label_list
 from .decoders import video_stream
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "validate": "val", "validation": "val", "test": "test"}
 REPORT_FILE = "prepare_report.csv"
-CLASS_IDS_FILE = "classids.json"
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end", "split")
+KINETICS_REQUIRED = KINETICS_COLUMNS[1:]  # the official test CSV has no label column
 OUTSIDE_ROOT = "%2F"  # the folder of outputs whose source lies outside the list's folder (an encoded "/")
 
 
@@ -301,48 +305,78 @@ def check_unique_outputs(jobs: Sequence[Job]) -> None:
                             "separate runs")
 
 
-def jobs_from_source(src: str, *, unlabeled: bool = False,
-                     exclude: Sequence[str] = ()) -> Tuple[List[Job], Optional[Dict[str, int]]]:
-    """Jobs from a list file (its name is the split), a folder with split lists or split folders,
+def list_split(list_file: str, split: str = "") -> str:
+    """The split of a list file: ``split`` when given, else the list's name (``val.csv``,
+    ``validate.txt``, ...); ``UserError`` naming the accepted names otherwise."""
+    name = split or Path(list_file).stem
+    try:
+        return split_name(name)
+    except ValueError:
+        accepted = ", ".join(sorted(SPLIT_ALIASES))
+        if split:
+            raise UserError(f"--split {split}: expected one of {accepted}") from None
+        raise UserError(f"{list_file}: cannot tell the split from the list's name {name!r} (accepted: {accepted}); "
+                        f"pass --split train, val or test, or rename the list") from None
+
+
+def jobs_from_source(src: str, *, unlabeled: bool = False, exclude: Sequence[str] = (),
+                     split: str = "") -> Tuple[List[Job], Optional[Dict[str, int]]]:
+    """Jobs from a list file (its split: ``list_split``), a folder with split lists or split folders,
     or a plain folder of videos (see ``jobs_from_plain_folder``); the class ids when class folders
     name the classes."""
     if os.path.isfile(src):
-        split = split_name(Path(src).stem)
+        split = list_split(src, split)
         return [Job(v.path, output_name(v.path, os.path.dirname(os.path.abspath(src)), split), v.label, split)
                 for v in read_path_label_list(src, require_labels=False)], None
     if not os.path.isdir(src):
         raise DataNotFoundError(f"{src}: no such list file or folder")
+    if split:
+        raise UserError(f"--split {split}: only for a list file; {src} is a folder (its lists or split folders "
+                        f"name the splits)")
     if is_split_layout(src):
         return jobs_from_splits(src)
     return jobs_from_plain_folder(src, unlabeled=unlabeled, exclude=exclude)
 
 
 def jobs_from_splits(src: str) -> Tuple[List[Job], Optional[Dict[str, int]]]:
-    """Jobs from ``src/<split>.csv`` lists (labels optional) or ``src/<split>/<class>/`` folders (classes
-    numbered as those of ``train/``)."""
+    """Jobs from ``src/<split>.csv`` lists (labels optional) or ``src/<split>/<class>/`` folders (the
+    classes of every split numbered alike: ``split_class_names``, ``src/classids.json`` first)."""
     jobs: List[Job] = []
     class_ids = None
-    train = os.path.join(src, "train")
-    classes = class_folder_names(train) if os.path.isdir(train) else None
     for split in SPLITS:
         list_file, folder = os.path.join(src, f"{split}.csv"), os.path.join(src, split)
         if os.path.isfile(list_file):
             videos = read_path_label_list(list_file, require_labels=False)
         elif os.path.isdir(folder):
-            videos = read_folder_per_class(folder, classes=classes)
-            class_ids = class_ids_for(classes or class_folder_names(folder))
+            classes, classes_from = split_class_names(src, split)
+            videos = read_class_folders(folder, classes=classes, classes_from=classes_from)[0]
+            class_ids = {name: index for index, name in enumerate(classes)}
         else:
             continue
         jobs += [Job(v.path, output_name(v.path, src, split), v.label, split) for v in videos]
     return jobs, class_ids
 
 
+def plain_folder_class_ids(src: str, classes: Sequence[str]) -> Dict[str, int]:
+    """The ids of a plain folder's class folders: ``src/classids.json`` when it exists (``UserError`` for
+    a folder it does not name), else the sorted names."""
+    path = class_ids_file("", src)
+    if not path:
+        return class_ids_for(classes)
+    class_ids = read_class_ids(path)
+    unknown = [name for name in classes if name not in class_ids]
+    if unknown:
+        raise UserError(f"{os.path.join(src, unknown[0])}: class folder {unknown[0]!r} is not named in {path}; "
+                        f"add it there or move the folder")
+    return class_ids
+
+
 def jobs_from_plain_folder(src: str, *, unlabeled: bool,
                            exclude: Sequence[str]) -> Tuple[List[Job], Optional[Dict[str, int]]]:
     """Every video under ``src`` (recursively; hidden files and folders, other files and ``exclude``d
     folders skipped), all in the train split. When every video lies in a first-level sub-folder and
-    there are at least two of them, those are class folders (labels in sorted name order), unless
-    ``unlabeled``; otherwise the videos are unlabeled (lists for pretraining)."""
+    there are at least two of them, those are class folders (ids from ``src/classids.json``, else in
+    sorted name order), unless ``unlabeled``; otherwise the videos are unlabeled (lists for pretraining)."""
     scan = scan_folder(src, VIDEO_EXTENSIONS, kind="video", exclude=exclude)
     if not scan.files:
         raise DataNotFoundError(f"no videos under {src} (searched recursively for {', '.join(VIDEO_EXTENSIONS)}); "
@@ -354,7 +388,7 @@ def jobs_from_plain_folder(src: str, *, unlabeled: bool,
         logger.info("%s: unlabeled videos (%s): lists for pretraining", src,
                     "as asked" if unlabeled else "not in two or more class folders")
         return [Job(path, output_name(path, src, "train"), NO_LABEL, "train") for path in scan.files], None
-    class_ids = class_ids_for(classes)
+    class_ids = plain_folder_class_ids(src, classes)
     logger.info("%s: %d class folders (%s) give the labels; pass --unlabeled if they are not classes", src,
                 len(classes), ", ".join(classes))
     return [Job(path, output_name(path, src, "train"), class_ids[parts[0]], "train")
@@ -366,6 +400,16 @@ def check_shares(val_share: float, test_share: float) -> None:
     if not (0 <= val_share < 1 and 0 <= test_share < 1 and val_share + test_share < 1):
         raise UserError(f"--val-share {val_share} and --test-share {test_share}: expected shares in [0, 1) whose sum "
                         f"is below 1 (some videos must stay in train)")
+
+
+def check_shares_have_labels(jobs: Sequence[Job], val_share: float, test_share: float, src: str) -> None:
+    """``UserError`` for shares of unlabeled train videos: val and test lists serve finetuning and
+    testing, which need labels, and pretraining reads train only, so the held-out videos would be lost."""
+    unlabeled = sum(job.split == "train" and job.label == NO_LABEL for job in jobs)
+    if (val_share or test_share) and unlabeled:
+        raise UserError(f"--val-share {val_share} / --test-share {test_share}: {unlabeled} train videos of {src} have "
+                        f"no labels, and val/test lists serve finetuning and testing, which need labels (pretraining "
+                        f"reads train only); leave the shares out, or give class folders or labelled lists")
 
 
 def split_off(jobs: Sequence[Job], *, val_share: float, test_share: float, seed: int) -> List[Job]:
@@ -424,67 +468,109 @@ class KineticsClip:
 
 def read_kinetics_csv(path: str) -> List[KineticsClip]:
     """Rows of an official Kinetics annotation CSV (header ``label,youtube_id,time_start,
-    time_end,split``; extra columns such as ``is_cc`` ignored). ValueError naming the file and
-    line of a bad row or a missing column."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [column for column in KINETICS_COLUMNS if column not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}; expected a header {','.join(KINETICS_COLUMNS)}")
-        clips = []
-        for row in reader:
-            try:
-                clips.append(KineticsClip(row["label"].strip(), row["youtube_id"].strip(), int(float(row["time_start"])),
-                                          int(float(row["time_end"])), split_name(row["split"].strip())))
-            except (ValueError, AttributeError) as error:
-                raise ValueError(f"{path}, line {reader.line_num}: {error}: {row}") from None
+    time_end,split``; no ``label`` column in the test CSV: its clips get label ""; extra columns such
+    as ``is_cc`` ignored). ``AnnotationError`` naming the file (and line) of a bad row or a missing
+    column, ``DataNotFoundError`` for a missing file."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [column for column in KINETICS_REQUIRED if column not in (reader.fieldnames or [])]
+            if missing:
+                raise AnnotationError(f"{path}: missing column(s) {missing}; expected a header "
+                                      f"{','.join(KINETICS_COLUMNS)} (label may be left out, as in the test CSV)")
+            clips = []
+            for row in reader:
+                try:
+                    clips.append(KineticsClip((row.get("label") or "").strip(), row["youtube_id"].strip(),
+                                              int(float(row["time_start"])), int(float(row["time_end"])),
+                                              split_name(row["split"].strip())))
+                except (ValueError, AttributeError) as error:
+                    raise AnnotationError(f"{path}, line {reader.line_num}: {error}: {row}") from None
+    except FileNotFoundError:
+        raise DataNotFoundError(f"--kinetics-csv {path} does not exist") from None
+    except UnicodeDecodeError as error:
+        raise AnnotationError(f"{path}: not UTF-8 text ({error.reason}); expected an official Kinetics CSV") from None
     return clips
 
 
-def index_videos(root: str) -> Dict[str, str]:
-    """File stem -> path of every video under ``root`` (class folders or flat)."""
+def index_videos(root: str, *, exclude: Sequence[str] = ()) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """File stem -> path of every video under ``root`` (class folders or flat; ``exclude``d folders,
+    such as the destination, not searched: ``common.data.sources.scan_folder``), and file stem -> why
+    a video file there was skipped (empty, a broken link)."""
+    scan = scan_folder(root, VIDEO_EXTENSIONS, kind="video", exclude=exclude)
     found: Dict[str, str] = {}
-    for folder, _, files in os.walk(root):
-        for name in sorted(files):
-            stem, extension = os.path.splitext(name)
-            if extension.lower() in VIDEO_EXTENSIONS and not is_engine_temp(name):
-                found.setdefault(stem, os.path.join(folder, name))
-    return found
+    for path in scan.files:
+        found.setdefault(Path(path).stem, path)
+    skipped = {Path(relative).stem: f"{os.path.join(root, relative)}: {reason}" for relative, reason in scan.skipped
+               if Path(relative).suffix.lower() in VIDEO_EXTENSIONS}
+    return found, skipped
 
 
-def jobs_from_kinetics(csv_files: Sequence[str], video_root: str) -> Tuple[List[Job], List[Outcome], Dict[str, int]]:
-    """Jobs for the clips of official Kinetics CSVs found under ``video_root``, the ``missing``
-    outcomes of the others, and the class ids (sorted class names, as PySlowFast numbers them)."""
+def jobs_from_kinetics(csv_files: Sequence[str], video_root: str, *,
+                       exclude: Sequence[str] = ()) -> Tuple[List[Job], List[Outcome], Dict[str, int]]:
+    """Jobs for the clips of official Kinetics CSVs found under ``video_root`` (not in ``exclude``d
+    folders), labelled by the class ids (sorted class names, as PySlowFast numbers them; rows without
+    a label are unlabeled), with the ``missing`` (or ``failed``: an empty file) outcomes of the others."""
+    if not os.path.isdir(video_root):
+        raise DataNotFoundError(f"{video_root}: no such folder (with --kinetics-csv, SRC is the folder of the videos)")
     clips = [clip for path in csv_files for clip in read_kinetics_csv(path)]
-    labelled = [clip for clip in clips if clip.label]
-    class_ids = class_ids_for(clip.label for clip in labelled)
-    found = index_videos(video_root)
+    class_ids = class_ids_for(clip.label for clip in clips if clip.label)
+    found, skipped = index_videos(video_root, exclude=exclude)
     jobs, missing = [], []
     for clip in clips:
         output = os.path.join(clip.split, safe_name(clip.label or "unlabelled"), f"{clip.file_stem}.mp4")
         job = Job(found.get(clip.file_stem, os.path.join(video_root, f"{clip.file_stem}.mp4")), output,
-                  class_ids.get(clip.label, -1), clip.split)
-        if not clip.label:
-            missing.append(Outcome(job, "failed", "no label in the annotation CSV"))
-        elif clip.file_stem not in found:
-            missing.append(Outcome(job, "missing", f"no video named {clip.file_stem}.* under {video_root}"))
-        else:
+                  class_ids.get(clip.label, NO_LABEL), clip.split)
+        if clip.file_stem in found:
             jobs.append(job)
+        elif clip.file_stem in skipped:
+            missing.append(Outcome(job, "failed", skipped[clip.file_stem]))
+        else:
+            missing.append(Outcome(job, "missing", f"no video named {clip.file_stem}.* under {video_root}"))
     return jobs, missing, class_ids
 
 
 # ---------------------------------------------------------------- the whole dataset
 
 
+def check_destination(src: str, dst: str, jobs: Sequence[Job], written: Iterable[str], *,
+                      inputs: Sequence[str], kinetics: bool) -> None:
+    """``UserError``, before anything is written or deleted, when the run would write over what it
+    reads or where a rerun would read: ``dst`` is the source folder (its lists would turn it into a
+    split layout of the copies), ``dst`` is in a split folder of ``src`` (``train/``, ...: a rerun
+    would read the copies as sources), or a file it writes (``written``, relative to ``dst``: the
+    outputs, lists, report and manifest) is a source video or one of the ``inputs`` (the list, the
+    Kinetics CSVs) -- which ``--overwrite`` would delete."""
+    here = os.path.realpath(dst)
+    if os.path.isdir(src):
+        if os.path.realpath(src) == here:
+            raise UserError(f"DST {dst} is the source folder: the copies and lists would replace or mix with the "
+                            f"sources (a rerun would read the copies as sources); choose another DST")
+        for split in SPLITS if not kinetics else ():
+            folder = os.path.realpath(os.path.join(src, split))
+            if here == folder or here.startswith(folder + os.sep):
+                raise UserError(f"DST {dst} is in {os.path.join(src, split)}, a split folder of the source: a rerun "
+                                f"would read the copies as sources; choose a DST outside it")
+    read = {os.path.realpath(path): path for path in [*inputs, *(job.source for job in jobs)]}
+    for name in written:
+        target = os.path.join(dst, name)
+        source = read.get(os.path.realpath(target))
+        if source is not None:
+            raise UserError(f"{target} would replace the source {source}: choose a DST that is not the folder of "
+                            f"the sources or of the list")
+
+
 def run_jobs(jobs: Sequence[Job], dst: str, settings: EncodeSettings, *, workers: int, progress: bool) -> List[Outcome]:
-    """Prepares ``jobs`` in ``workers`` processes (1: in this one; they end if this one is killed),
-    with a progress bar and ETA; jobs sharing an output (one source in two lists) convert it once."""
+    """Prepares ``jobs`` in ``workers`` processes (1: in this one), with a progress bar and ETA; jobs
+    sharing an output (one source in two lists) convert it once. The pool's workers are children of
+    this process (``worker_context``) and end when it is killed (``die_with_parent``)."""
     distinct = list({job.output: job for job in jobs}.values())
     with tqdm(total=len(distinct), unit="video", disable=not progress, smoothing=0.1) as bar:
         if workers <= 1:
             done = [_progress(prepare_video(job, dst, settings), bar) for job in distinct]
         else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=die_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 results = pool.map(prepare_video, distinct, [dst] * len(distinct), [settings] * len(distinct),
                                    chunksize=1)
                 done = [_progress(outcome, bar) for outcome in results]
@@ -499,18 +585,24 @@ def _progress(outcome: Outcome, bar: tqdm) -> Outcome:
     return outcome
 
 
-def prepare_manifest(src: str, kinetics_csvs: Sequence[str], settings: Dict[str, Any], jobs: Sequence[Job],
-                     class_ids: Optional[Dict[str, int]]) -> Manifest:
-    """What makes a prepared folder: the settings (encoding, held-out shares) and the source
-    (compared on a rerun), and every output with the source it is converted from (an output is
-    reused only from that source), the lists and the report."""
-    lists = [f"{split}.csv" for split in SPLITS if any(job.split == split for job in jobs)]
-    summary_files = [*lists, *([CLASS_IDS_FILE] if class_ids else []), REPORT_FILE]
+def prepare_manifest(src: str, kinetics_csvs: Sequence[str], settings: EncodeSettings, splits: Dict[str, Any],
+                     jobs: Sequence[Job], class_ids: Optional[Dict[str, int]]) -> Manifest:
+    """What makes a prepared folder: the encode settings and the source (compared on a rerun: they
+    decide whether the outputs can be reused), the split settings (recorded in ``about``: another
+    split only rewrites the lists), and every output with the source it is converted from (an output
+    is reused only from that source), the lists and the report."""
     return Manifest(tool="prepare_videos",
-                    settings={**settings, "src": os.path.abspath(src),
+                    settings={**asdict(settings), "src": os.path.abspath(src),
                               "kinetics_csvs": [os.path.abspath(path) for path in kinetics_csvs]},
                     outputs={**{job.output: os.path.abspath(job.source) for job in jobs},
-                             **{name: "" for name in summary_files}})
+                             **{name: "" for name in summary_files(jobs, class_ids)}},
+                    about={"splits": splits})
+
+
+def summary_files(jobs: Sequence[Job], class_ids: Optional[Dict[str, int]]) -> List[str]:
+    """The lists, ``classids.json`` and the report that a run with these jobs may write."""
+    lists = [f"{split}.csv" for split in SPLITS if any(job.split == split for job in jobs)]
+    return [*lists, *([CLASS_IDS_FILE] if class_ids else []), REPORT_FILE]
 
 
 def prepare_summary(prepared: PreparedDataset) -> Dict[str, Any]:
@@ -532,6 +624,19 @@ def write_lists(dst: str, outcomes: Sequence[Outcome]) -> List[str]:
     return written
 
 
+def remove_stale_lists(dst: str, saved: Optional[Manifest], written: Sequence[str]) -> None:
+    """Deletes the lists and ``classids.json`` an earlier run wrote (its manifest names them) that this
+    run did not write (another split, ``unlabeled``, a split whose videos all failed): a stale
+    ``val.csv`` would hold videos that are now in train."""
+    names = [f"{split}.csv" for split in SPLITS] + [CLASS_IDS_FILE]
+    kept = {os.path.basename(path) for path in written}
+    for name in names:
+        path = os.path.join(dst, name)
+        if saved is not None and name in saved.outputs and name not in kept and os.path.isfile(path):
+            os.remove(path)
+            logger.info("removed %s, written by an earlier run with other split settings", path)
+
+
 def write_report(path: str, outcomes: Sequence[Outcome]) -> None:
     """``source,output,status,reason`` for every video."""
     text = io.StringIO()
@@ -546,6 +651,15 @@ def read_report(path: str) -> List[Dict[str, str]]:
     """The rows of a ``prepare_report.csv`` as dicts."""
     with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
+
+
+def check_encode_settings(short_side: int, gop: int, fps: Optional[float]) -> None:
+    """``UserError`` naming the option with a value that cannot be encoded."""
+    for option, value, ok, expected in (("--short-side", short_side, short_side >= 2, "2 or more"),
+                                        ("--gop", gop, gop >= 1, "1 or more"),
+                                        ("--fps", fps, fps is None or fps > 0, "above 0")):
+        if not ok:
+            raise UserError(f"{option} {value}: expected {expected}")
 
 
 def prepare_videos(
@@ -564,34 +678,40 @@ def prepare_videos(
     test_share: float = 0.0,
     split_seed: int = 0,
     unlabeled: bool = False,
+    split: str = "",
     overwrite: bool = False,
 ) -> PreparedDataset:
     """Prepares the dataset ``src`` (lists / folders / a plain folder of videos, or with
     ``kinetics_csvs`` the video folder of official Kinetics CSVs) into ``dst``, holding out
     ``val_share`` and ``test_share`` of train where the source has no such split (``split_off``,
     seeded by ``split_seed``); ``unlabeled``: class folders of a plain folder are not taken for
-    classes. See the module doc. ``overwrite``: start over, deleting the files an earlier run with
-    other settings wrote (those its manifest names). Returns the outcomes."""
-    if short_side < 2 or gop < 1 or (fps is not None and fps <= 0):
-        raise ValueError(f"short_side >= 2, gop >= 1 and fps > 0 expected; got {short_side}, {gop}, {fps}")
+    classes; ``split``: the split of a list file whose name does not say it. See the module doc.
+    ``overwrite``: start over, deleting the files an earlier run with other encode settings wrote
+    (those its manifest names). Returns the outcomes."""
+    check_encode_settings(short_side, gop, fps)
     check_shares(val_share, test_share)
     settings = EncodeSettings(short_side=short_side, fps=fps, gop=gop, crf=crf, preset=preset)
     if kinetics_csvs:
-        jobs, unusable, class_ids = jobs_from_kinetics(kinetics_csvs, src)
+        jobs, unusable, class_ids = jobs_from_kinetics(kinetics_csvs, src, exclude=[dst])
     else:
-        (jobs, class_ids), unusable = jobs_from_source(src, unlabeled=unlabeled, exclude=[dst]), []
+        (jobs, class_ids), unusable = jobs_from_source(src, unlabeled=unlabeled, exclude=[dst], split=split), []
+    check_shares_have_labels(jobs, val_share, test_share, src)
     jobs = split_off(jobs, val_share=val_share, test_share=test_share, seed=split_seed)
-    check_unique_outputs(jobs + [outcome.job for outcome in unusable])
+    every_job = jobs + [outcome.job for outcome in unusable]
+    check_unique_outputs(every_job)
+    splits = {"val_share": val_share, "test_share": test_share, "split_seed": split_seed, "unlabeled": unlabeled}
+    manifest = prepare_manifest(src, kinetics_csvs, settings, splits, every_job, class_ids)
+    check_destination(src, dst, every_job, [*manifest.outputs, MANIFEST_FILE], kinetics=bool(kinetics_csvs),
+                      inputs=[*([src] if os.path.isfile(src) else []), *kinetics_csvs])
     with OutputFolder(dst) as out:
-        splits = {"val_share": val_share, "test_share": test_share, "split_seed": split_seed, "unlabeled": unlabeled}
-        out.start(prepare_manifest(src, kinetics_csvs, {**asdict(settings), **splits}, jobs + [o.job for o in unusable],
-                                   class_ids), overwrite=overwrite)
+        out.start(manifest, overwrite=overwrite)
         started = time.monotonic()
         outcomes = run_jobs(jobs, dst, settings, workers=workers, progress=progress) + unusable
         written = write_lists(dst, outcomes)
         if class_ids:
             write_class_ids(os.path.join(dst, CLASS_IDS_FILE), class_ids)
             written.append(os.path.join(dst, CLASS_IDS_FILE))
+        remove_stale_lists(dst, out.saved, written)
         report = os.path.join(dst, REPORT_FILE)
         write_report(report, outcomes)
         prepared = PreparedDataset(dst, report, outcomes)
