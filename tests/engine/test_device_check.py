@@ -1,11 +1,11 @@
 """benchmarks/device_check.py: the GPU check's code, run on the CPU at its tiny size, and its checks."""
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.scripts import registered_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "device_check.py"
@@ -15,12 +15,7 @@ STEP_FIGURES = [f"{w}_{v}_{f}" for w in ("video", "image") for v in ("dense", "s
 
 @pytest.fixture(scope="module")
 def device_check():
-    spec = importlib.util.spec_from_file_location("device_check_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    yield from registered_script("benchmarks/device_check.py", "device_check_benchmark")
 
 
 @pytest.mark.slow

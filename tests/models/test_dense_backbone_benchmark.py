@@ -1,24 +1,16 @@
 """benchmarks/dense_backbone.py: the training measurement (saved bytes, ratios, subprocess)."""
 import argparse
-import importlib.util
-import pathlib
-import sys
 
 import pytest
 import torch
 from torch import nn
+from tests.scripts import registered_script
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "dense_backbone.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("dense_backbone_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    yield from registered_script("benchmarks/dense_backbone.py", "dense_backbone_benchmark")
 
 
 class _TwoLevels(nn.Module):

@@ -1,5 +1,4 @@
 """torch.export (.pt2) and ONNX (onnxruntime) exports equal the eager model, with a dynamic batch."""
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from common.config import load_config
 from common.engine.builders import build_model
 from common.export import export_model, load_exported, max_difference
 from tests.models.tiny import TINY, tiny_image_classifier, tiny_image_mae, tiny_video_classifier
+from tests.scripts import load_script
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
@@ -44,10 +44,7 @@ def test_export_rejects_unknown_format(tmp_path):
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("export_tool", REPO / "tools" / "export.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("tools/export.py", "export_tool")
 
 
 def test_tool_exports_a_training_run(tmp_path, monkeypatch, capsys):

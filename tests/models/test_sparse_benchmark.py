@@ -1,26 +1,18 @@
 """benchmarks/pretrain_step.py on tiny workloads: FLOP handles, memory probe, step timing."""
 import argparse
-import importlib.util
-import pathlib
-import sys
 
 import pytest
 import torch
 
 from tests.models.tiny import TINY_DECODER
+from tests.scripts import registered_script
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "pretrain_step.py"
 TINY = dict(embed_dim=(16, 24, 32), depth=(1, 1, 1), num_heads=2, mlp_ratio=(2, 2, 2), **TINY_DECODER)
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("pretrain_step_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    yield from registered_script("benchmarks/pretrain_step.py", "pretrain_step_benchmark")
 
 
 def _video(bench):
