@@ -101,3 +101,39 @@ def test_visible_depthwise_under_bf16_autocast():
     out.float().sum().backward()
     assert xv.grad.dtype == torch.float32 and conv.weight.grad.dtype == torch.float32
     torch.testing.assert_close(out.float(), ref, rtol=2e-2, atol=2e-2)
+
+
+def _weight_grad_by_sums(windows, grad):
+    """d/dw of sum(conv(windows, w) * grad), written out: for each tap offset, the products of
+    the window values at that offset with the output gradient, summed over blocks and positions."""
+    *window, m, c = windows.shape
+    block = grad.shape[1:-1]
+    kernel = [w - b + 1 for w, b in zip(window, block)]
+    taps = torch.zeros(c, 1, *kernel, dtype=torch.float64)
+    for offset in torch.cartesian_prod(*[torch.arange(k) for k in kernel]).view(-1, len(kernel)).tolist():
+        part = windows[tuple(slice(o, o + b) for o, b in zip(offset, block))]  # (*block, M, C)
+        taps[(slice(None), 0, *offset)] = (part.movedim(-2, 0).double() * grad.double()).sum(
+            dim=tuple(range(len(block) + 1)))
+    return taps
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("block,kernel", [((4, 4), (5, 5)), ((1, 2, 2), (3, 5, 5))])
+def test_weight_grad_is_the_sum_over_blocks_whatever_layout_the_conv_returns(monkeypatch, layout, block, kernel):
+    """The CPU's conv returns this channels-last; other backends may not: both are summed right."""
+    from common.layers import sparse_conv
+
+    m, c = 5, 3
+    windows = torch.randn(*[b + k - 1 for b, k in zip(block, kernel)], m, c)
+    grad = torch.randn(m, *block, c)
+    conv = sparse_conv._conv(len(block))
+    memory_format = {2: torch.channels_last, 3: torch.channels_last_3d}[len(block)]
+
+    def conv_in_layout(*args, **kwargs):
+        out = conv(*args, **kwargs)
+        return out.contiguous() if layout == "contiguous" else out.contiguous(memory_format=memory_format)
+
+    monkeypatch.setattr(sparse_conv, "_conv", lambda ndim: conv_in_layout)
+    result = sparse_conv._weight_grad(windows, grad)
+    assert result.shape == (c, 1, *kernel) and result.is_contiguous()
+    torch.testing.assert_close(result.double(), _weight_grad_by_sums(windows, grad), rtol=1e-5, atol=1e-5)
