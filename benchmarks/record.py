@@ -70,7 +70,8 @@ def machine() -> Dict[str, Any]:
 
 
 def code_version() -> Dict[str, Any]:
-    """The commit the figures were measured on, whether the tree had uncommitted changes, torch."""
+    """The commit the figures were measured on, whether the tree had uncommitted changes (outside
+    the records' folder), torch."""
     import torch
 
     def git(*args: str) -> Optional[str]:
@@ -80,7 +81,8 @@ def code_version() -> Dict[str, Any]:
         except (OSError, subprocess.CalledProcessError):
             return None
 
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # The records themselves are not code: a run of several records in a row stays "committed".
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":!{MEASUREMENTS.relative_to(REPO)}")
     return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": bool(status) if status is not None else None,
             "torch": torch.__version__}
 
