@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.layers.sparse_conv import _conv, _weight_grad  # noqa: E402
+from common.process_settings import configure_process  # noqa: E402
 
 # (name, visible blocks M = batch x visible tokens, channels, block per token, depthwise kernel)
 STAGES: List[Tuple[str, int, int, Tuple[int, ...], Tuple[int, ...]]] = [
@@ -70,6 +71,7 @@ def compare(m: int, c: int, block: Tuple[int, ...], kernel: Tuple[int, ...], rep
 
 
 def main(argv: List[str] | None = None) -> Dict[str, float]:
+    configure_process()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--reps", type=int, default=9, help="timed calls per way")
