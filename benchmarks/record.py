@@ -37,7 +37,8 @@ sys.path.insert(0, str(REPO))
 from common.files import atomic_write_json  # noqa: E402
 from common.process_settings import configure_process  # noqa: E402
 
-MEASUREMENTS = REPO / "docs" / "measurements"
+MEASUREMENTS_FOLDER = "docs/measurements"  # relative to the repository
+MEASUREMENTS = REPO / MEASUREMENTS_FOLDER
 NAME = re.compile(r"^[a-z0-9_]+$")
 
 
@@ -82,7 +83,7 @@ def code_version() -> Dict[str, Any]:
             return None
 
     # The records themselves are not code: a run of several records in a row stays "committed".
-    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":!{MEASUREMENTS.relative_to(REPO)}")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":!{MEASUREMENTS_FOLDER}")
     return {"commit": git("rev-parse", "HEAD"), "uncommitted_changes": bool(status) if status is not None else None,
             "torch": torch.__version__}
 
@@ -164,6 +165,8 @@ def run_echoing(command: Sequence[str]) -> str:
 
 def record(name: str, command: Sequence[str], *, results_file: Optional[str] = None) -> Dict[str, Any]:
     """Run ``command``, echoing its output, and return the record of what it measured."""
+    # The code as the command starts (what made the figures), not as it is when the command ends.
+    code = {**code_version(), "scripts_sha256": script_hashes(command), "package_sha256": package_hash()}
     load_before, start, stamp_before = load_average(), time.time(), file_stamp(results_file)
     output = run_echoing(command)
     try:
@@ -177,8 +180,7 @@ def record(name: str, command: Sequence[str], *, results_file: Optional[str] = N
         "wall_seconds": round(time.time() - start, 1),
         "load_average": {"before": load_before, "after": load_average()},
         "machine": machine(),
-        "code": {**code_version(), "scripts_sha256": script_hashes(command),
-                 "package_sha256": package_hash()},
+        "code": code,
         "figures": figures,
     }
 

@@ -88,3 +88,21 @@ def test_the_package_hash_changes_with_any_tracked_python_file(tmp_path, monkeyp
     assert package_hash() != original
     (copy / "common" / "errors.py").write_text(module.read_text())
     assert package_hash() == original
+
+
+def test_only_code_counts_as_uncommitted_changes(tmp_path, monkeypatch):
+    code_version = RECORD["code_version"]
+    copy = tmp_path / "repo"
+    (copy / "docs" / "measurements").mkdir(parents=True)
+    (copy / "common").mkdir()
+    (copy / "docs" / "measurements" / "a.json").write_text("{}")
+    (copy / "common" / "x.py").write_text("x = 1\n")
+    git = ["git", "-C", str(copy), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(copy)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "c"], check=True)
+    monkeypatch.setitem(code_version.__globals__, "REPO", copy)
+    (copy / "docs" / "measurements" / "a.json").write_text('{"a": 1}')  # an earlier record of the same session
+    assert code_version()["uncommitted_changes"] is False
+    (copy / "common" / "x.py").write_text("x = 2\n")
+    assert code_version()["uncommitted_changes"] is True
