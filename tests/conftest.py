@@ -20,3 +20,13 @@ def _restore_logging():
         if getattr(handler, "_convmae", False):
             root.removeHandler(handler)
             handler.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """A benchmark's ``main(["--threads", N])`` sets torch's thread count for the whole process;
+    later tests that compare weights bit for bit with a run in another process need the default."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
