@@ -78,29 +78,28 @@ def run_test_config(run_dir: str, cfg_file: Optional[str], overrides: Sequence[s
 def ignored_recipe_keys(run: CfgNode, recipe: Dict[str, Any], command_line: Dict[str, Any]) -> List[str]:
     """``KEY: run A, recipe B`` for each key the recipe sets to another value than the run has, that
     the test does not take from it (the run's config wins; the command line's overrides do not)."""
-    defaults = dict(flatten_config(get_cfg()))
-    found = []
-    for key, value in recipe.items():
-        if key in command_line or key in (*MODEL_KEYS, CLASS_KEY) or key not in defaults:
-            continue
-        wanted, have = plain_value(coerce_value(key, value, defaults[key])), plain_value(_get(run, key))
-        if wanted != have:
-            found.append(f"{key}: run {have!r}, recipe {wanted!r}")
-    return found
+    keys = [key for key in recipe if key not in command_line and key not in (*MODEL_KEYS, CLASS_KEY)]
+    return [f"{key}: run {have!r}, recipe {wanted!r}" for key, have, wanted in differing_values(run, recipe, keys)]
 
 
 def contradictions(run: CfgNode, values: Dict[str, Any], origin: Dict[str, str]) -> List[Tuple[str, str]]:
     """``(KEY, "KEY: run A, ORIGIN B")`` for each model key, and the class count unless 0 (= from the
     data), where ``values`` ask for something else than ``run`` has (``origin``: where each value is from)."""
-    defaults = dict(flatten_config(get_cfg()))
+    return [(key, f"{key}: run {have!r}, {origin[key]} {wanted!r}")
+            for key, have, wanted in differing_values(run, values, (*MODEL_KEYS, CLASS_KEY))
+            if not (key == CLASS_KEY and wanted == 0)]
+
+
+def differing_values(run: CfgNode, values: Dict[str, Any], keys: Sequence[str]) -> List[Tuple[str, Any, Any]]:
+    """``(KEY, run's value, asked value)`` for each config key of ``keys`` that ``values`` sets, read
+    as the key's type, to another value than ``run`` has (lists and tuples alike)."""
+    defaults, have = dict(flatten_config(get_cfg())), dict(flatten_config(run))
     found = []
-    for key in (*MODEL_KEYS, CLASS_KEY):
-        if key not in values:
-            continue
-        wanted = plain_value(coerce_value(key, values[key], defaults[key]))
-        have = plain_value(_get(run, key))
-        if wanted != have and not (key == CLASS_KEY and wanted == 0):
-            found.append((key, f"{key}: run {have!r}, {origin[key]} {wanted!r}"))
+    for key in keys:
+        if key in values and key in defaults:
+            wanted = plain_value(coerce_value(key, values[key], defaults[key]))
+            if wanted != plain_value(have[key]):
+                found.append((key, plain_value(have[key]), wanted))
     return found
 
 
@@ -111,11 +110,3 @@ def _recipe_values(cfg_file: Optional[str]) -> Dict[str, Any]:
 
 def _override_values(overrides: Sequence[str]) -> Dict[str, Any]:
     return current_keys(parse_overrides(overrides))
-
-
-def _get(cfg: CfgNode, key: str) -> Any:
-    value = cfg
-    for part in key.split("."):
-        value = value[part]
-    return value
-
