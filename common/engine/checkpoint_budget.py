@@ -176,9 +176,10 @@ def check_disk_space(output_dir: str, plan: CheckpointPlan, position: Position, 
 def _disk_space_problem(output_dir: str, plan: CheckpointPlan, position: Position, overwrite: bool) -> str:
     held = sum(os.path.getsize(os.path.join(output_dir, name)) for name in os.listdir(output_dir)
                if is_engine_checkpoint(name) and os.path.isfile(os.path.join(output_dir, name)))
-    free = free_bytes(output_dir) + (held if overwrite else 0)
+    disk_free = free_bytes(output_dir)
+    free = disk_free + (held if overwrite else 0)  # OVERWRITE is about to delete what the folder holds
     logger.info("%s", preflight_line(plan, free))
-    if plan.bytes_at_end() > free + (0 if overwrite else held):  # a resumed run replaces what it holds
+    if plan.bytes_at_end() > disk_free + held:  # at the end, what it holds is deleted or replaced either way
         logger.warning("the run's checkpoints (~%s GB) will not fit in the %s GB free on OUTPUT_DIR %s: raise "
                        "TRAIN.CHECKPOINT_PERIOD, set TRAIN.KEEP_CHECKPOINTS or free space", gigabytes(plan.bytes_at_end()),
                        gigabytes(free), output_dir)
