@@ -98,9 +98,7 @@ def workloads(args: argparse.Namespace) -> List[Workload]:
 def build(work: Workload, batch: int, device: torch.device, seed: int = 0):
     """The model, AdamW as training builds it (paper betas, weight-decay groups, fused), one input
     batch and one fixed mask, all seeded."""
-    torch.manual_seed(seed)
-    model = create_model(work.model, mask_ratio=work.mask_ratio, **work.overrides).to(device).train()
-    optimizer = build_optimizer(model, method="adamw", lr=1.5e-4, weight_decay=0.05, betas=(0.9, 0.95))
+    model, optimizer = build_training_variant(work, "fused", device, seed=seed)
     x = torch.randn(batch, *work.input_shape, device=device)
     mask = model.random_masking(batch, work.mask_ratio, device=device)
     return model, optimizer, x, mask
@@ -170,19 +168,25 @@ def matmul_gflops(size: int, device: torch.device, reps: int = 10) -> float:
 
 def print_profiles(work: Workload, args: argparse.Namespace, device: torch.device) -> None:
     """torch.profiler table (self time, top ops) of one step of each variant, after a warm-up."""
-    from torch.profiler import ProfilerActivity, profile
-
     model, optimizer, x, mask = build(work, args.batch, device)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     for variant in VARIANTS:
         model.sparse_conv = variant == "sparse"
         train_step(model, optimizer, x, mask)
-        with profile(activities=activities) as prof:
-            train_step(model, optimizer, x, mask)
-            synchronize(device)
-        print(f"-- profile: {work.key} {variant}, one step")
-        print(prof.key_averages().table(sort_by=sort_by, row_limit=args.profile))
+        print_step_profile(f"{work.key} {variant}", lambda: train_step(model, optimizer, x, mask), device,
+                           args.profile)
+
+
+def print_step_profile(label: str, step: Callable[[], None], device: torch.device, rows: int) -> None:
+    """torch.profiler table of one call of ``step``: its ``rows`` ops of most self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    with profile(activities=activities) as prof:
+        step()
+        synchronize(device)
+    print(f"-- profile: {label}, one step")
+    print(prof.key_averages().table(sort_by=sort_by, row_limit=rows))
 
 
 # -- flops ----------------------------------------------------------------------------------
@@ -455,21 +459,14 @@ def run_compile_comparison(work: Workload, args: argparse.Namespace, device: tor
 
 def print_step_profiles(work: Workload, args: argparse.Namespace, device: torch.device) -> None:
     """torch.profiler table of one step of each ``STEP_VARIANTS`` (after two untimed ones)."""
-    from torch.profiler import ProfilerActivity, profile
-
     precision = resolve_precision("auto", device)
     x = torch.randn(args.batch, *work.input_shape, device=device)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     for variant in STEP_VARIANTS:
         model, optimizer = build_training_variant(work, variant, device, backend=args.compile_backend)
         for _ in range(2):
             training_step(model, optimizer, x, precision)
-        with profile(activities=activities) as prof:
-            training_step(model, optimizer, x, precision)
-            synchronize(device)
-        print(f"-- profile: {work.key} {variant}, one step")
-        print(prof.key_averages().table(sort_by=sort_by, row_limit=args.profile))
+        print_step_profile(f"{work.key} {variant}", lambda: training_step(model, optimizer, x, precision), device,
+                           args.profile)
 
 
 # -- report ---------------------------------------------------------------------------------

@@ -70,9 +70,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         return
     model = build(args.model, args.img_size, args.num_frames)
     params = sum(p.numel() for p in model.parameters())
-    figures = {"model": args.model, "parameters_m": params / 1e6, "encoder_parameters_m": encoder_parameters(model) / 1e6}
+    encoder = encoder_parameters(model)
+    figures = {"model": args.model, "parameters_m": params / 1e6, "encoder_parameters_m": encoder / 1e6}
     print(f"model: {args.model}  input: {tuple(model.input_size)}  stage-3 grid: {model.grid}")
-    print(f"parameters: {params / 1e6:.2f} M total, {encoder_parameters(model) / 1e6:.2f} M encoder")
+    print(f"parameters: {params / 1e6:.2f} M total, {encoder / 1e6:.2f} M encoder")
     gflops = describe(model, args.mask_ratio)
     if not isinstance(model, MaskedAutoencoderConvViT):
         print(f"forward GFLOPs: {gflops:.2f}")

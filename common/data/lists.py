@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import codecs
 import csv
-import os
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from typing import List, Tuple, Union

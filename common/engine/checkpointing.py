@@ -33,9 +33,9 @@ from common.checkpoint import (PRETRAIN_ONLY_PREFIXES, CheckpointError, atomic_s
                                load_pretrained_into_classifier, model_state_dict, non_finite_tensors, safe_load)
 from common.engine.distributed import DistInfo, all_gather_objects
 from common.engine.progress import JSON_LOG_FILE
-from common.files import read_json_lines
 from common.engine.rng import capture_rng_state, restore_rng_state
 from common.errors import UserError, some_of
+from common.files import read_json_lines
 
 logger = logging.getLogger(__name__)
 

@@ -38,11 +38,11 @@ from common.engine.output_dir import claim_output_dir, overwrite_previous_run
 from common.engine.precision import resolve_precision
 from common.engine.preemption import PreemptionHandler
 from common.engine.progress import JSON_LOG_FILE, LOG_FILE, MetricsWriter, setup_logging
-from common.files import read_json_lines
 from common.engine.rewind import NonFiniteTrip, RewindState, apply_precision, rewind
 from common.engine.rng import make_deterministic, seed_everything
 from common.engine.trainer import LossFn, StepConfig, TrainState, check_finite_weights, train_one_epoch
 from common.errors import DataNotFoundError
+from common.files import read_json_lines
 from common.modality import modality_of_config
 from common.optim import CosineSchedule, build_optimizer, scaled_lr
 
